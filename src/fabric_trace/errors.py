@@ -1,0 +1,105 @@
+"""fabric's one error hierarchy.
+
+The library raises these; only ``fabric_trace.cli.errors`` turns them into a
+message on stderr and an exit code. Exit codes are a documented contract
+(docs/exit-codes.md) and are defined here, once.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes of the ``fabric`` command (stable; see docs/exit-codes.md)."""
+
+    OK = 0
+    CHECK_FAILED = 1  # a gate check failed (a real regression / budget breach)
+    USAGE = 2  # bad command line, bad --where filter, bad SQL
+    DATA = 65  # input data unusable (nothing could be loaded, or --strict with quarantined records)
+    NO_INPUT = 66  # input path missing or unreadable
+    CANNOT_WRITE = 73  # cannot write an output file
+    DB_ERROR = 74  # database corrupt, I/O error, disk full
+    DB_BUSY = 75  # database locked by another writer beyond the lock timeout
+    CONFIG = 78  # bad configuration file
+    INTERRUPTED = 130  # Ctrl-C
+
+
+class FabricError(Exception):
+    """Base of every error fabric reports to a user.
+
+    ``hint`` says what to do next; ``exit_code`` is the process exit code.
+    """
+
+    exit_code: ExitCode = ExitCode.DATA
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(FabricError):
+    """The command was called wrongly (bad option, bad filter, bad SQL)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(FabricError):
+    """The configuration file is missing, unreadable or invalid."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class InputError(FabricError):
+    """Input data that cannot be used at all (nothing loadable)."""
+
+    exit_code = ExitCode.DATA
+
+
+class DecodeError(InputError):
+    """One record (line, frame, document, span) could not be decoded.
+
+    Decoders raise it for a single record; the ingest pipeline catches it,
+    quarantines the record and goes on with the rest of the file.
+    """
+
+
+class InputNotFound(FabricError):
+    """An input path does not exist or cannot be read."""
+
+    exit_code = ExitCode.NO_INPUT
+
+
+class OutputError(FabricError):
+    """An output file cannot be written."""
+
+    exit_code = ExitCode.CANNOT_WRITE
+
+
+class DatabaseError(FabricError):
+    """The database file is corrupt, unreadable, or an I/O error occurred."""
+
+    exit_code = ExitCode.DB_ERROR
+
+
+class DatabaseBusy(FabricError):
+    """Another process holds the database lock beyond the lock timeout."""
+
+    exit_code = ExitCode.DB_BUSY
+
+
+class SchemaError(DatabaseError):
+    """The database was written by an incompatible version of fabric."""
+
+
+class Interrupted(FabricError):
+    """The user interrupted the command (Ctrl-C)."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
+class GateFailed(FabricError):
+    """A gate check failed. Raised only to carry exit code 1 through the CLI."""
+
+    exit_code = ExitCode.CHECK_FAILED
