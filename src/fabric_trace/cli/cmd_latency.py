@@ -1,0 +1,39 @@
+"""``fabric report latency``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from fabric_trace.analyzers.latency_report import BY_COLUMNS, LatencyOptions, build_latency_report
+from fabric_trace.cli.errors import guarded, stderr_console
+from fabric_trace.cli.options import (
+    ConfigOption, DbOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
+    WorkflowOption, db_path, report_filter, write_report,
+)
+from fabric_trace.render.formats import OutputFormat
+from fabric_trace.service import open_analyzed
+
+
+def latency_command(
+    db: Optional[str] = DbOption,
+    fmt: OutputFormat = FormatOption,
+    by: str = typer.Option("role", "--by", help=f"Break critical-path and self time down by: {', '.join(BY_COLUMNS)}."),
+    workflow: Optional[list[str]] = WorkflowOption,
+    since: Optional[str] = SinceOption,
+    until: Optional[str] = UntilOption,
+    where: Optional[str] = WhereOption,
+    top: int = typer.Option(10, "--top", min=1, help="Operations listed per workflow."),
+    adjust_skew: Optional[str] = typer.Option(
+        None, "--adjust-skew", help="Correct detected clock skew up to MAX (e.g. 500ms, 2s, or ns); 'auto' = no limit."),
+    config: Optional[str] = ConfigOption,
+    lock_timeout: float = LockTimeoutOption,
+) -> None:
+    """Where the time goes: end-to-end percentiles, critical path and self time by AI role."""
+    err = stderr_console()
+    with guarded(err):
+        flt = report_filter(workflow, since, until, where)
+        with open_analyzed(db_path(db), config, lock_timeout=lock_timeout, adjust_skew=adjust_skew) as con:
+            report = build_latency_report(con, LatencyOptions(by=by, top=top, filter=flt))
+        write_report(report, fmt)

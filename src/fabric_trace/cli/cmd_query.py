@@ -1,0 +1,26 @@
+"""``fabric query``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from fabric_trace.cli.errors import guarded, stderr_console
+from fabric_trace.cli.options import DbOption, FormatOption, LockTimeoutOption, db_path, write_stdout
+from fabric_trace.render.formats import OutputFormat, render_rows
+from fabric_trace.service import run_query
+
+
+def query_command(
+    sql: str = typer.Argument(..., help="One read-only SQL statement (SELECT) over the documented views."),
+    db: Optional[str] = DbOption,
+    fmt: OutputFormat = FormatOption,
+    lock_timeout: float = LockTimeoutOption,
+) -> None:
+    """Run ad-hoc read-only SQL against the database (views: docs/schema.md)."""
+    err = stderr_console()
+    with guarded(err):
+        cols, rows = run_query(db_path(db), sql, lock_timeout=lock_timeout)
+        write_stdout(render_rows(cols, rows, fmt))
+        err.print(f"{len(rows):,} row(s)")

@@ -1,0 +1,230 @@
+"""The semantic-convention crosswalk: normalized columns derived at ingest.
+
+Each normalized column is the first present value among an ordered list of
+attribute keys (span attributes, or resource attributes for where the span
+runs). The lists below are the documented rules (docs/normalization.md).
+They are compiled into one SQL projection that DuckDB evaluates vectorised
+over a staged batch: every JSON document is parsed once per batch, not once
+per key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fabric_trace.ingest.roles import DEFAULT_RULES, RoleRule
+
+# --- span-attribute crosswalk: column -> keys, first present wins ---------------
+SPAN_KEYS: dict[str, tuple[str, ...]] = {
+    "operation": ("gen_ai.operation.name",),
+    "model": (
+        "gen_ai.response.model",
+        "gen_ai.request.model",
+        "llm.model_name",
+        "embedding.model_name",
+        "ai.model.id",
+        "llm.request.model",
+        "llm.response.model",
+    ),
+    "provider_raw": (
+        "gen_ai.provider.name",
+        "gen_ai.system",
+        "llm.provider",
+        "llm.system",
+        "ai.model.provider",
+    ),
+    "input_tokens": (
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.prompt_tokens",
+        "llm.token_count.prompt",
+        "ai.usage.promptTokens",
+        "ai.usage.inputTokens",
+        "llm.usage.prompt_tokens",
+    ),
+    "output_tokens": (
+        "gen_ai.usage.output_tokens",
+        "gen_ai.usage.completion_tokens",
+        "llm.token_count.completion",
+        "ai.usage.completionTokens",
+        "ai.usage.outputTokens",
+        "llm.usage.completion_tokens",
+    ),
+    "cached_input_tokens": (
+        "gen_ai.usage.cache_read.input_tokens",
+        "gen_ai.usage.cache_read_input_tokens",
+        "llm.token_count.prompt_details.cache_read",
+        "gen_ai.usage.input_tokens_details.cached_tokens",
+        "gen_ai.usage.prompt_tokens_details.cached_tokens",
+        "ai.usage.cachedInputTokens",
+    ),
+    "peer_addr": (
+        "server.address",
+        "net.peer.name",
+        "service.peer.name",
+        "peer.service",
+        "db.instance",
+    ),
+    "url": ("url.full", "http.url", "gen_ai.openai.api_base", "url"),
+    "url_scheme_attr": ("url.scheme", "http.scheme"),
+    "peer_ip": ("network.peer.address", "net.sock.peer.addr", "net.peer.ip"),
+    "user_id": ("enduser.id", "user.id", "langfuse.user.id", "enduser.pseudo.id"),
+    "session_id": ("gen_ai.conversation.id", "session.id", "langfuse.session.id"),
+    "tool_name": ("gen_ai.tool.name", "tool.name", "tool_call.function.name"),
+    "tool_call_id": ("gen_ai.tool.call.id", "tool_call.id"),
+    "agent_name": ("gen_ai.agent.name", "agent.name"),
+    "workflow_name": ("gen_ai.workflow.name", "traceloop.workflow.name"),
+    "db_system": ("db.system.name", "db.system"),
+    "span_region": ("cloud.region",),
+    "span_zone": ("cloud.availability_zone",),
+}
+
+# --- resource-attribute crosswalk ---------------------------------------------
+RESOURCE_KEYS: dict[str, tuple[str, ...]] = {
+    "service_name": ("service.name",),
+    "service_namespace": ("service.namespace",),
+    "region": ("cloud.region",),
+    "zone": ("cloud.availability_zone",),
+    "host": ("host.name", "host.id", "k8s.pod.name", "k8s.node.name", "service.instance.id"),
+    "res_user_id": ("enduser.id", "user.id"),
+}
+
+#: Provider values renamed by the GenAI conventions (old -> current).
+PROVIDER_RENAMES: dict[str, str] = {
+    "az.ai.inference": "azure.ai.inference",
+    "az.ai.openai": "azure.ai.openai",
+    "azure": "azure.ai.openai",
+    "vertex_ai": "gcp.vertex_ai",
+    "vertexai": "gcp.vertex_ai",
+    "gemini": "gcp.gemini",
+    "google": "gcp.gen_ai",
+    "mistralai": "mistral_ai",
+    "aws": "aws.bedrock",
+    "bedrock": "aws.bedrock",
+    "xai": "x_ai",
+}
+
+
+def _path(key: str) -> str:
+    return '$."' + key.replace('"', '\\"') + '"'
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Projection:
+    """The compiled crosswalk: SQL for the normalized columns of ``span_store``."""
+
+    span_paths: tuple[str, ...]
+    resource_paths: tuple[str, ...]
+    columns: dict[str, str]  # column name -> SQL expression over _a (span) / _r (resource) lists
+
+
+def compile_projection(rules: tuple[RoleRule, ...] = DEFAULT_RULES) -> Projection:
+    """Compile the crosswalk and the role rules into SQL expressions.
+
+    The expressions refer to ``_a`` (list of span attribute strings, in
+    ``span_paths`` order), ``_r`` (resource attributes, ``resource_paths``
+    order), ``name`` and ``kind``. Every literal comes from fabric's own
+    tables or a validated config; strings are quoted with ``_sql_str``.
+    """
+    span_keys: list[str] = []
+    index: dict[str, int] = {}
+
+    def a(key: str) -> str:
+        if key not in index:
+            index[key] = len(span_keys) + 1
+            span_keys.append(key)
+        return f"_a[{index[key]}]"
+
+    def first(keys: tuple[str, ...]) -> str:
+        return "coalesce(" + ", ".join(a(k) for k in keys) + ")" if len(keys) > 1 else a(keys[0])
+
+    res_keys: list[str] = []
+    rindex: dict[str, int] = {}
+
+    def r(key: str) -> str:
+        if key not in rindex:
+            rindex[key] = len(res_keys) + 1
+            res_keys.append(key)
+        return f"_r[{rindex[key]}]"
+
+    def rfirst(keys: tuple[str, ...]) -> str:
+        return "coalesce(" + ", ".join(r(k) for k in keys) + ")" if len(keys) > 1 else r(keys[0])
+
+    def tokens(keys: tuple[str, ...]) -> str:
+        return f"TRY_CAST(TRY_CAST({first(keys)} AS DOUBLE) AS BIGINT)"
+
+    provider_raw = first(SPAN_KEYS["provider_raw"])
+    provider_base = f"lower(split_part({provider_raw}, '.', 1))"
+    renames = " ".join(
+        f"WHEN {_sql_str(old)} THEN {_sql_str(new)}" for old, new in PROVIDER_RENAMES.items()
+    )
+    # ai.model.provider is "openai.chat"-style; the others are already provider names.
+    provider = (
+        f"CASE WHEN {a('gen_ai.provider.name')} IS NULL AND {a('gen_ai.system')} IS NULL "
+        f"AND {a('llm.provider')} IS NULL AND {a('llm.system')} IS NULL THEN "
+        f"(CASE {provider_base} {renames} ELSE {provider_base} END) "
+        f"ELSE (CASE lower({provider_raw}) {renames} ELSE lower({provider_raw}) END) END"
+    )
+    url = first(SPAN_KEYS["url"])
+    url_host = (
+        f"nullif(lower(regexp_extract({url}, "
+        r"'^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?(\[[^\]]*\]|[^:/?#]*)', 1)), '')"
+    )
+    url_scheme = f"nullif(lower(regexp_extract({url}, '^([A-Za-z][A-Za-z0-9+.-]*)://', 1)), '')"
+
+    columns: dict[str, str] = {
+        "service_name": f"coalesce({rfirst(RESOURCE_KEYS['service_name'])}, 'unknown_service')",
+        "service_namespace": rfirst(RESOURCE_KEYS["service_namespace"]),
+        "region": f"coalesce({rfirst(RESOURCE_KEYS['region'])}, {first(SPAN_KEYS['span_region'])})",
+        "zone": f"coalesce({rfirst(RESOURCE_KEYS['zone'])}, {first(SPAN_KEYS['span_zone'])})",
+        "host": rfirst(RESOURCE_KEYS["host"]),
+        "role": _role_case(rules, a),
+        "operation": first(SPAN_KEYS["operation"]),
+        "model": first(SPAN_KEYS["model"]),
+        "provider": provider,
+        "input_tokens": tokens(SPAN_KEYS["input_tokens"]),
+        "output_tokens": tokens(SPAN_KEYS["output_tokens"]),
+        "cached_input_tokens": tokens(SPAN_KEYS["cached_input_tokens"]),
+        "peer": f"lower(coalesce({first(SPAN_KEYS['peer_addr'])}, {url_host}, {first(SPAN_KEYS['peer_ip'])}))",
+        "url_scheme": f"coalesce({url_scheme}, lower({first(SPAN_KEYS['url_scheme_attr'])}))",
+        "user_id": f"coalesce({first(SPAN_KEYS['user_id'])}, {rfirst(RESOURCE_KEYS['res_user_id'])})",
+        "session_id": first(SPAN_KEYS["session_id"]),
+        "tool_name": first(SPAN_KEYS["tool_name"]),
+        "tool_call_id": first(SPAN_KEYS["tool_call_id"]),
+        "agent_name": first(SPAN_KEYS["agent_name"]),
+        "workflow_name": first(SPAN_KEYS["workflow_name"]),
+        "db_system": f"lower({first(SPAN_KEYS['db_system'])})",
+    }
+    return Projection(
+        span_paths=tuple(_path(k) for k in span_keys),
+        resource_paths=tuple(_path(k) for k in res_keys),
+        columns=columns,
+    )
+
+
+def _glob_sql(expr: str, pattern: str) -> str:
+    return f"lower({expr}) GLOB {_sql_str(pattern.lower())}"
+
+
+def _role_case(rules: tuple[RoleRule, ...], a: "callable[[str], str]") -> str:  # type: ignore[valid-type]
+    whens: list[str] = []
+    for rule in rules:
+        conds: list[str] = []
+        if rule.attr:
+            ref = a(rule.attr)
+            if rule.equals:
+                vals = ", ".join(_sql_str(v.lower()) for v in rule.equals)
+                conds.append(f"lower({ref}) IN ({vals})")
+            elif rule.glob:
+                conds.append(_glob_sql(ref, rule.glob))
+            else:
+                conds.append(f"{ref} IS NOT NULL")
+        if rule.name_glob:
+            conds.append(_glob_sql("name", rule.name_glob))
+        if rule.kinds:
+            conds.append("kind IN (" + ", ".join(_sql_str(k) for k in rule.kinds) + ")")
+        whens.append(f"WHEN {' AND '.join(conds)} THEN {_sql_str(rule.role)}")
+    return "CASE " + " ".join(whens) + " ELSE 'internal' END"

@@ -1,0 +1,289 @@
+"""Ingest: sources -> decoders -> batches -> DuckDB, one transaction per file.
+
+Each file is committed in a single transaction together with its manifest
+row in ``files``; an interrupted ingest (Ctrl-C, kill -9) leaves the database
+as it was after the last committed file, and a rerun completes it (already
+committed files are recognised by sha256 and skipped). DuckDB 2.x rolls back
+silently on COMMIT after an error, so every commit is verified by reading
+the manifest row back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from fabric_trace.errors import DatabaseError, FabricError, InputError, Interrupted
+from fabric_trace.ingest.batch import SpanBatch
+from fabric_trace.ingest.limits import Limits
+from fabric_trace.ingest.normalize import Projection, compile_projection
+from fabric_trace.ingest.sources import HashingReader, Source, expand, sha256_file
+from fabric_trace.ingest.writer import StoreWriter
+
+DEFAULT_BATCH_SPANS = 50_000
+
+
+@dataclass
+class FileResult:
+    """What happened to one input file."""
+
+    path: str
+    format: str = "unknown"
+    sha256: str = ""
+    size_bytes: int = 0
+    status: str = "ingested"  # ingested | already-ingested | failed
+    spans_decoded: int = 0
+    spans_ingested: int = 0
+    spans_duplicate: int = 0
+    spans_rejected: int = 0
+    records_rejected: int = 0
+    repairs: int = 0
+    traces: int = 0
+    error: str | None = None
+    messages: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "messages"}
+
+
+@dataclass
+class IngestSummary:
+    """Totals of one ``fabric trace ingest`` run (the ``--json`` summary)."""
+
+    db: str
+    files: list[FileResult] = field(default_factory=list)
+    traces: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    def total(self, key: str) -> int:
+        return sum(int(getattr(f, key)) for f in self.files)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The documented JSON summary (docs/cli.md)."""
+        return {
+            "db": self.db,
+            "files": len(self.files),
+            "files_ingested": sum(1 for f in self.files if f.status == "ingested"),
+            "files_skipped": sum(1 for f in self.files if f.status == "already-ingested"),
+            "files_failed": sum(1 for f in self.files if f.status == "failed"),
+            "spans_decoded": self.total("spans_decoded"),
+            "spans_ingested": self.total("spans_ingested"),
+            "spans_duplicate": self.total("spans_duplicate"),
+            "spans_rejected": self.total("spans_rejected"),
+            "records_rejected": self.total("records_rejected"),
+            "repairs": self.total("repairs"),
+            "traces": self.traces,
+            "seconds": round(self.seconds, 3),
+            "interrupted": self.interrupted,
+            "per_file": [f.as_dict() for f in self.files],
+        }
+
+
+ProgressFn = Callable[[str, int, int], None]  # (path, bytes_done, spans_done)
+
+
+class _FlushingBatch(SpanBatch):
+    """A SpanBatch that writes itself to the store every ``limit`` spans."""
+
+    def __init__(self, writer: StoreWriter, con: duckdb.DuckDBPyConnection, file_id: int,
+                 result: FileResult, path: str, limit: int,
+                 progress: Callable[[int], None] | None) -> None:
+        super().__init__()
+        self._writer = writer
+        self._con = con
+        self._file_id = file_id
+        self._result = result
+        self._path = path
+        self._limit = limit
+        self._progress = progress
+
+    def span(self, row: tuple[Any, ...]) -> None:
+        self.spans.append(row)
+        if len(self.spans) >= self._limit:
+            self.flush()
+
+    def flush(self) -> None:
+        res = self._result
+        out = self._writer.write(self, self._file_id)
+        res.spans_decoded += out.decoded
+        res.spans_ingested += out.inserted
+        res.spans_duplicate += out.duplicate
+        quarantine = [(r.where, r.action, r.reason, r.trace_id, r.span_id, r.raw) for r in self.rejections]
+        quarantine += [(w, "rejected", reason, t, s, None) for w, t, s, reason in out.conflicts]
+        res.spans_rejected += self.spans_rejected + len(out.conflicts)
+        res.spans_decoded += self.spans_rejected
+        res.records_rejected += sum(1 for r in self.rejections if r.action == "rejected")
+        res.records_rejected += len(out.conflicts)
+        res.repairs += sum(1 for r in self.rejections if r.action == "repaired")
+        if quarantine:
+            _write_quarantine(self._con, self._file_id, self._path, quarantine)
+        self.clear()
+        if self._progress:
+            self._progress(res.spans_decoded)
+
+
+def _write_quarantine(con: duckdb.DuckDBPyConnection, file_id: int, path: str,
+                      rows: list[tuple[Any, ...]]) -> None:
+    now = datetime.now(timezone.utc)
+    tbl = pa.table(
+        {
+            "file_id": pa.array([file_id] * len(rows), pa.int64()),
+            "path": [path] * len(rows),
+            "location": [r[0] for r in rows],
+            "action": [r[1] for r in rows],
+            "reason": [r[2] for r in rows],
+            "trace_id": [r[3] for r in rows],
+            "span_id": [r[4] for r in rows],
+            "raw": [r[5] for r in rows],
+        }
+    )
+    con.register("q_batch", tbl)
+    try:
+        con.execute(
+            "INSERT INTO quarantine SELECT nextval('quarantine_id_seq'), file_id, path, location, action, "
+            "reason, trace_id, span_id, raw, ? FROM q_batch",
+            [now],
+        )
+    finally:
+        con.unregister("q_batch")
+
+
+@dataclass
+class IngestOptions:
+    """Knobs of an ingest run."""
+
+    limits: Limits = field(default_factory=Limits)
+    batch_spans: int = DEFAULT_BATCH_SPANS
+    projection: Projection | None = None
+
+
+def ingest(con: duckdb.DuckDBPyConnection, db_label: str, args: list[str],
+           options: IngestOptions | None = None,
+           progress: ProgressFn | None = None) -> IngestSummary:
+    """Ingest every source named by ``args`` into the open store ``con``."""
+    from fabric_trace.ingest.container import decode_stream
+    from fabric_trace.ingest.json_dispatch import decode_json_value
+
+    options = options or IngestOptions()
+    projection = options.projection or compile_projection()
+    writer = StoreWriter(con, projection)
+    sources = expand(args)
+    summary = IngestSummary(db=db_label)
+    t0 = time.perf_counter()
+    try:
+        for src in sources:
+            result = _ingest_one(con, writer, src, options, decode_stream, decode_json_value, progress)
+            summary.files.append(result)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        summary.seconds = time.perf_counter() - t0
+        raise Interrupted("interrupted; the file being ingested was rolled back, committed files are kept",
+                          hint="run the same command again to complete the ingest") from None
+    summary.seconds = time.perf_counter() - t0
+    ids = [f for f in summary.files if f.status == "ingested"]
+    if ids:
+        summary.traces = _count_traces(con, [f.sha256 for f in ids])
+    return summary
+
+
+def _count_traces(con: duckdb.DuckDBPyConnection, shas: list[str]) -> int:
+    row = con.execute(
+        "SELECT count(DISTINCT trace_id) FROM span_store WHERE file_id IN "
+        "(SELECT file_id FROM files WHERE sha256 IN (SELECT unnest(?)))",
+        [shas],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _ingest_one(con: duckdb.DuckDBPyConnection, writer: StoreWriter, src: Source,
+                options: IngestOptions, decode_stream: Any, decode_json_value: Any,
+                progress: ProgressFn | None) -> FileResult:
+    result = FileResult(path=src.path)
+    if not src.is_stdin:
+        result.sha256 = sha256_file(src.path)
+        result.size_bytes = src.size or 0
+        prior = con.execute(
+            "SELECT file_id, spans_ingested + spans_duplicate, format FROM files WHERE sha256 = ? "
+            "ORDER BY file_id LIMIT 1",
+            [result.sha256],
+        ).fetchone()
+        if prior:
+            result.status = "already-ingested"
+            result.format = prior[2]
+            result.spans_duplicate = int(prior[1])
+            result.messages.append(
+                f"{src.path}: already ingested (same sha256 as file #{prior[0]}); 0 new spans"
+            )
+            return result
+    file_id = int(con.execute("SELECT nextval('file_id_seq')").fetchone()[0])
+    report = (lambda n: progress(src.path, 0, n)) if progress else None
+    con.execute("BEGIN TRANSACTION")
+    try:
+        batch = _FlushingBatch(writer, con, file_id, result, src.path, options.batch_spans, report)
+        raw = src.open()
+        reader = HashingReader(raw)
+        try:
+            result.format = decode_stream(reader, src.path, batch, options.limits, decode_json_value)
+        finally:
+            if not src.is_stdin:
+                raw.close()
+        batch.flush()
+        if src.is_stdin:
+            result.sha256 = reader.sha.hexdigest()
+            result.size_bytes = reader.size
+        result.traces = int(con.execute(
+            "SELECT count(DISTINCT trace_id) FROM span_store WHERE file_id = ?", [file_id]).fetchone()[0])
+        con.execute(
+            "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [file_id, src.path, result.sha256, result.size_bytes, result.format, result.spans_decoded,
+             result.spans_ingested, result.spans_duplicate, result.spans_rejected, result.records_rejected,
+             result.repairs, result.traces, datetime.now(timezone.utc)],
+        )
+        con.execute("UPDATE fabric_meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR) "
+                    "WHERE key = 'data_version'")
+        con.execute("COMMIT")
+    except FabricError as exc:
+        _rollback(con)
+        if isinstance(exc, InputError) and not isinstance(exc, DatabaseError):
+            result.status = "failed"
+            result.error = exc.message
+            result.spans_ingested = 0
+            result.messages.append(f"{src.path}: {exc.message}; nothing of this file was loaded")
+            _record_failed_file(con, src, result, file_id)
+            return result
+        raise
+    except duckdb.Error as exc:
+        _rollback(con)
+        raise DatabaseError(f"writing {src.path} failed: {exc}",
+                            hint="the file was rolled back; the database keeps the files committed before it") from None
+    except BaseException:
+        _rollback(con)
+        raise
+    ok = con.execute("SELECT count(*) FROM files WHERE file_id = ?", [file_id]).fetchone()[0]
+    if not ok:
+        raise DatabaseError(f"commit of {src.path} did not persist (DuckDB rolled the transaction back)")
+    return result
+
+
+def _record_failed_file(con: duckdb.DuckDBPyConnection, src: Source, result: FileResult, file_id: int) -> None:
+    """Keep a quarantine row for a file refused as a whole (no spans, no manifest row)."""
+    try:
+        con.execute("BEGIN TRANSACTION")
+        _write_quarantine(con, file_id, src.path, [("file", "rejected", result.error or "unusable input", None, None, None)])
+        con.execute("COMMIT")
+    except duckdb.Error:
+        _rollback(con)
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass

@@ -1,0 +1,144 @@
+"""Expanding ingest arguments (files, directories, globs, ``-``) into input sources."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from fabric_trace.errors import InputNotFound
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: a file path, or standard input (``path == "-"``)."""
+
+    path: str
+    size: int | None
+
+    @property
+    def is_stdin(self) -> bool:
+        return self.path == "-"
+
+    def open(self) -> BinaryIO:
+        """Open the input for binary reading."""
+        if self.is_stdin:
+            return sys.stdin.buffer
+        try:
+            return open(self.path, "rb")  # noqa: SIM115 - the caller closes it
+        except OSError as exc:
+            raise InputNotFound(f"cannot read {self.path}: {exc.strerror}") from None
+
+
+_SKIP_SUFFIXES = (".duckdb", ".duckdb.wal", ".wal", ".md", ".txt", ".py", ".toml", ".sha256")
+_SKIP_NAMES = ("SHA256SUMS", "README", "LICENSE")
+
+
+def _is_candidate(path: Path) -> bool:
+    name = path.name
+    if name.startswith("."):
+        return False
+    if name.upper().startswith(_SKIP_NAMES):
+        return False
+    return not name.endswith(_SKIP_SUFFIXES)
+
+
+def expand(args: list[str]) -> list[Source]:
+    """Expand PATH arguments into sources, in a stable order, without duplicates.
+
+    Directories are walked recursively (hidden entries, databases and docs are
+    skipped); globs are expanded; ``-`` is standard input. A path that does not
+    exist (or a glob that matches nothing) raises :class:`InputNotFound`.
+    """
+    out: list[Source] = []
+    seen: set[str] = set()
+
+    def add(p: Path) -> None:
+        key = str(p.resolve())
+        if key in seen:
+            return
+        seen.add(key)
+        try:
+            size = p.stat().st_size
+        except OSError as exc:
+            raise InputNotFound(f"cannot read {p}: {exc.strerror}") from None
+        out.append(Source(str(p), size))
+
+    for arg in args:
+        if arg == "-":
+            if "-" not in seen:
+                seen.add("-")
+                out.append(Source("-", None))
+            continue
+        matches = sorted(glob.glob(arg, recursive=True)) if glob.has_magic(arg) else [arg]
+        if not matches:
+            raise InputNotFound(f"no file matches {arg!r}")
+        for m in matches:
+            p = Path(m)
+            if p.is_dir():
+                for root, dirs, files in os.walk(p):
+                    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                    for f in sorted(files):
+                        fp = Path(root) / f
+                        if _is_candidate(fp) and fp.is_file():
+                            add(fp)
+            elif p.exists():
+                if not p.is_file():
+                    raise InputNotFound(f"{p} is not a regular file")
+                add(p)
+            else:
+                raise InputNotFound(f"{m} does not exist")
+    return out
+
+
+def sha256_file(path: str) -> str:
+    """SHA-256 of a file's bytes, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class HashingReader:
+    """Wrap a binary stream and hash (and count) what is read through it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self.sha.update(data)
+        self.size += len(data)
+        return data
+
+    def read1(self, n: int = -1) -> bytes:
+        reader = getattr(self._raw, "read1", self._raw.read)
+        data = reader(n)
+        self.sha.update(data)
+        self.size += len(data)
+        return data
+
+    def readinto(self, b: bytearray | memoryview) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._raw.close()
+
+    @property
+    def closed(self) -> bool:
+        return bool(getattr(self._raw, "closed", False))

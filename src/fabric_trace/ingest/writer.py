@@ -1,0 +1,232 @@
+"""Writing decoded batches into the store, deduplicating by (trace_id, span_id).
+
+For each batch: the spans become an Arrow table, DuckDB computes each span's
+content hash and normalized columns in one vectorised statement, and rows are
+classified:
+
+* first occurrence of a key not in the store -> inserted;
+* same key, same content (in the store or earlier in the batch) -> duplicate;
+* same key, different content -> the first is kept, the later one is
+  quarantined with reason ``conflicting duplicate``.
+
+The caller owns the transaction (one per file, see :mod:`.pipeline`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from fabric_trace.ingest.batch import SPAN_FIELDS, SpanBatch
+from fabric_trace.ingest.normalize import Projection, _sql_str
+
+_STAGE_SCHEMA = pa.schema(
+    [
+        ("seq", pa.int64()),
+        ("where_", pa.string()),
+        ("trace_id", pa.string()),
+        ("span_id", pa.string()),
+        ("parent_span_id", pa.string()),
+        ("trace_state", pa.string()),
+        ("flags", pa.int64()),
+        ("name", pa.string()),
+        ("kind", pa.string()),
+        ("start_ns", pa.int64()),
+        ("end_ns", pa.int64()),
+        ("status_code", pa.string()),
+        ("status_message", pa.string()),
+        ("attributes", pa.string()),
+        ("events", pa.string()),
+        ("links", pa.string()),
+        ("dropped_attributes_count", pa.int64()),
+        ("dropped_events_count", pa.int64()),
+        ("dropped_links_count", pa.int64()),
+        ("resource_id", pa.string()),
+        ("scope_id", pa.string()),
+    ]
+)
+
+_RAW_COLS = (
+    "trace_id, span_id, parent_span_id, trace_state, flags, name, kind, start_ns, end_ns, "
+    "status_code, status_message, attributes, events, links, dropped_attributes_count, "
+    "dropped_events_count, dropped_links_count, resource_id, scope_id"
+)
+
+
+@dataclass
+class BatchResult:
+    """Counts for one written batch."""
+
+    decoded: int = 0
+    inserted: int = 0
+    duplicate: int = 0
+    conflicts: list[tuple[str, str, str, str]] = field(default_factory=list)  # where, trace, span, reason
+
+
+def _dumps_list(values: list[Any]) -> list[str]:
+    dumps = orjson.dumps
+    out = []
+    for v in values:
+        out.append(dumps(v).decode() if v else ("[]" if isinstance(v, list) else "{}"))
+    return out
+
+
+def batch_to_arrow(batch: SpanBatch, seq_start: int) -> pa.Table:
+    """Turn a batch's span rows into an Arrow table in the staging schema."""
+    n = len(batch.spans)
+    if n == 0:
+        return _STAGE_SCHEMA.empty_table()
+    cols = list(zip(*batch.spans))
+    by_name = dict(zip(SPAN_FIELDS, cols))
+    arrays: list[Any] = [pa.array(range(seq_start, seq_start + n), pa.int64())]
+    for fld in _STAGE_SCHEMA.names[1:]:
+        src = "where" if fld == "where_" else fld
+        values = by_name[src]
+        if fld in ("attributes", "events", "links"):
+            values = _dumps_list(list(values))
+        arrays.append(pa.array(values, _STAGE_SCHEMA.field(fld).type))
+    return pa.Table.from_arrays(arrays, schema=_STAGE_SCHEMA)
+
+
+class StoreWriter:
+    """Writes batches into an open connection, inside the caller's transaction."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, projection: Projection) -> None:
+        self.con = con
+        self.projection = projection
+        self._seq = 0
+        span_list = "[" + ", ".join(_sql_str(p) for p in projection.span_paths) + "]"
+        res_list = "[" + ", ".join(_sql_str(p) for p in projection.resource_paths) + "]"
+        norm = ",\n            ".join(f"{expr} AS {col}" for col, expr in projection.columns.items())
+        self._classify_sql = f"""
+        CREATE OR REPLACE TEMP TABLE stage_cls AS
+        WITH st AS (
+            SELECT *, hash({_RAW_COLS}) AS content_hash FROM stage_batch
+        ), ranked AS (
+            SELECT st.*,
+                   row_number() OVER w AS rn,
+                   first(st.content_hash) OVER w AS first_hash
+            FROM st
+            WINDOW w AS (PARTITION BY trace_id, span_id ORDER BY seq
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+        )
+        SELECT * FROM ranked
+        """
+        self._insert_sql = f"""
+        INSERT INTO span_store
+        SELECT {_RAW_COLS}, ? AS file_id, content_hash, {", ".join(projection.columns)}
+        FROM (
+            SELECT c.*,
+            {norm}
+            FROM (
+                SELECT c0.*, json_extract_string(c0.attributes, {span_list}) AS _a,
+                       json_extract_string(r.attributes, {res_list}) AS _r
+                FROM stage_cls c0 LEFT JOIN resources r USING (resource_id)
+                WHERE c0.rn = 1
+            ) c
+        )
+        ON CONFLICT DO NOTHING
+        RETURNING trace_id, span_id
+        """
+
+    def write(self, batch: SpanBatch, file_id: int) -> BatchResult:
+        """Write one batch; returns its counts. Raises ``duckdb.Error`` on failure."""
+        con = self.con
+        result = BatchResult(decoded=len(batch.spans))
+        if batch.resources:
+            self._bulk_resources(batch)
+        if batch.scopes:
+            self._bulk_scopes(batch)
+        if not batch.spans:
+            return result
+        table = batch_to_arrow(batch, self._seq)
+        self._seq += len(batch.spans)
+        con.register("stage_batch", table)
+        try:
+            con.execute(self._classify_sql)
+            inserted = con.execute(self._insert_sql, [file_id]).fetchall()
+        finally:
+            con.unregister("stage_batch")
+        result.inserted = len(inserted)
+        n_first = con.execute("SELECT count(*) FROM stage_cls WHERE rn = 1").fetchone()[0]
+        # Later copies inside the batch: same content -> duplicate, else conflict.
+        later_same, later_conflicts = self._later_copies()
+        result.duplicate += later_same
+        result.conflicts.extend(later_conflicts)
+        # First copies not inserted collided with the store.
+        if n_first != result.inserted:
+            same, conflicts = self._store_collisions(inserted)
+            result.duplicate += same
+            result.conflicts.extend(conflicts)
+        return result
+
+    def _later_copies(self) -> tuple[int, list[tuple[str, str, str, str]]]:
+        rows = self.con.execute(
+            "SELECT where_, trace_id, span_id, content_hash = first_hash FROM stage_cls WHERE rn > 1 ORDER BY seq"
+        ).fetchall()
+        same = sum(1 for r in rows if r[3])
+        conflicts = [
+            (w, t, s, "conflicting duplicate: same trace_id/span_id as an earlier span in this file, different content; the first was kept")
+            for w, t, s, eq in rows
+            if not eq
+        ]
+        return same, conflicts
+
+    def _store_collisions(self, inserted: list[tuple[str, str]]) -> tuple[int, list[tuple[str, str, str, str]]]:
+        con = self.con
+        con.execute("CREATE OR REPLACE TEMP TABLE stage_inserted (trace_id VARCHAR, span_id VARCHAR)")
+        if inserted:
+            con.register("inserted_rows", pa.table({"trace_id": [r[0] for r in inserted], "span_id": [r[1] for r in inserted]}))
+            con.execute("INSERT INTO stage_inserted SELECT * FROM inserted_rows")
+            con.unregister("inserted_rows")
+        rows = con.execute(
+            """
+            SELECT c.where_, c.trace_id, c.span_id, c.content_hash = s.content_hash
+            FROM stage_cls c
+            JOIN span_store s USING (trace_id, span_id)
+            ANTI JOIN stage_inserted i USING (trace_id, span_id)
+            WHERE c.rn = 1
+            ORDER BY c.seq
+            """
+        ).fetchall()
+        same = sum(1 for r in rows if r[3])
+        conflicts = [
+            (w, t, s, "conflicting duplicate: a span with this trace_id/span_id is already stored with different content; the stored one was kept")
+            for w, t, s, eq in rows
+            if not eq
+        ]
+        return same, conflicts
+
+    def _bulk_resources(self, batch: SpanBatch) -> None:
+        items = list(batch.resources.items())
+        tbl = pa.table(
+            {
+                "resource_id": [k for k, _ in items],
+                "attributes": [v[0] for _, v in items],
+                "schema_url": [v[1] for _, v in items],
+                "dropped": pa.array([v[2] for _, v in items], pa.int64()),
+            }
+        )
+        self.con.register("res_batch", tbl)
+        self.con.execute("INSERT INTO resources SELECT * FROM res_batch ON CONFLICT DO NOTHING")
+        self.con.unregister("res_batch")
+
+    def _bulk_scopes(self, batch: SpanBatch) -> None:
+        items = list(batch.scopes.items())
+        tbl = pa.table(
+            {
+                "scope_id": [k for k, _ in items],
+                "name": [v[0] for _, v in items],
+                "version": [v[1] for _, v in items],
+                "attributes": [v[2] for _, v in items],
+                "schema_url": [v[3] for _, v in items],
+                "dropped": pa.array([v[4] for _, v in items], pa.int64()),
+            }
+        )
+        self.con.register("scope_batch", tbl)
+        self.con.execute("INSERT INTO scopes SELECT * FROM scope_batch ON CONFLICT DO NOTHING")
+        self.con.unregister("scope_batch")

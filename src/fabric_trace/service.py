@@ -1,0 +1,148 @@
+"""Library entry points that the CLI calls: one function per command.
+
+Each opens the store, does the work, and returns plain results; none prints
+or exits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fabric_trace.config import load_config
+from fabric_trace.ingest.limits import Limits
+from fabric_trace.ingest.pipeline import IngestOptions, IngestSummary, ingest
+from fabric_trace.store import db as store
+
+
+def run_ingest(
+    db_path: str,
+    paths: list[str],
+    *,
+    config_path: str | None = None,
+    lock_timeout: float = store.DEFAULT_LOCK_TIMEOUT,
+    max_decompressed: int | None = None,
+    batch_spans: int = 50_000,
+    analyze: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> IngestSummary:
+    """Ingest ``paths`` into the store at ``db_path`` (created if missing)."""
+    config = load_config(config_path)
+    limits = Limits() if max_decompressed is None else Limits(max_decompressed_bytes=max_decompressed)
+    options = IngestOptions(limits=limits, batch_spans=batch_spans, projection=config.projection())
+    con = store.connect(db_path, lock_timeout=lock_timeout)
+    try:
+        summary = ingest(con, db_path, paths, options, progress)
+        if analyze and summary.total("spans_ingested"):
+            refresh_derived(con, config)
+        return summary
+    finally:
+        con.close()
+
+
+def refresh_derived(con: Any, config: Any) -> None:
+    """Recompute the derived tables (call graphs, findings) if the data changed."""
+    from fabric_trace.analyzers.refresh import refresh
+
+    refresh(con, config)
+
+
+def run_query(db_path: str, sql: str, *, lock_timeout: float = store.DEFAULT_LOCK_TIMEOUT) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one read-only SQL statement; returns (column names, rows)."""
+    from fabric_trace.query import run_read_only
+
+    return run_read_only(db_path, sql, lock_timeout=lock_timeout)
+
+
+_UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+
+def parse_skew(value: str | None) -> int | None:
+    """Parse ``--adjust-skew``: ``500ms``, ``2s``, ``1500us``, plain ns, or ``auto`` (no limit)."""
+    from fabric_trace.errors import UsageError
+
+    if value is None:
+        return None
+    v = value.strip().lower()
+    if v in ("auto", "on", "true", ""):
+        return 2**62
+    for unit in sorted(_UNITS_NS, key=len, reverse=True):
+        if v.endswith(unit):
+            number = v[: -len(unit)].strip()
+            break
+    else:
+        unit, number = "ns", v
+    try:
+        amount = float(number)
+    except ValueError:
+        raise UsageError(f"bad --adjust-skew value {value!r}", hint="use e.g. 500ms, 2s, or auto") from None
+    if amount < 0:
+        raise UsageError("--adjust-skew must not be negative")
+    return int(amount * _UNITS_NS[unit])
+
+
+class _Analyzed:
+    """Context manager: an open store whose derived tables are fresh."""
+
+    def __init__(self, path: str, config_path: str | None, lock_timeout: float, adjust_skew: str | None) -> None:
+        self.path, self.config_path, self.lock_timeout, self.adjust_skew = path, config_path, lock_timeout, adjust_skew
+        self.con: Any = None
+
+    def __enter__(self) -> Any:
+        from dataclasses import replace
+
+        config = load_config(self.config_path)
+        skew = parse_skew(self.adjust_skew)
+        if skew is not None:
+            data = dict(config.data)
+            data["latency"] = {**data.get("latency", {}), "adjust_skew_max_ns": skew}
+            config = replace(config, data=data)
+        self.con = store.connect(self.path, lock_timeout=self.lock_timeout, create=False)
+        try:
+            refresh_derived(self.con, config)
+        except BaseException:
+            self.con.close()
+            raise
+        return self.con
+
+    def __exit__(self, *exc: object) -> None:
+        if self.con is not None:
+            self.con.close()
+
+
+def open_analyzed(path: str, config_path: str | None = None, *, lock_timeout: float = store.DEFAULT_LOCK_TIMEOUT,
+                  adjust_skew: str | None = None) -> _Analyzed:
+    """Open the store at ``path`` and bring its derived tables up to date."""
+    return _Analyzed(path, config_path, lock_timeout, adjust_skew)
+
+
+def demo_paths() -> list[str]:
+    """The bundled demo trace files (package data)."""
+    from importlib import resources
+
+    from fabric_trace.errors import InputNotFound
+
+    root = resources.files("fabric_trace").joinpath("data", "demo")
+    paths = sorted(str(p) for p in root.iterdir() if p.is_file() and not p.name.startswith(".")) if root.is_dir() else []
+    if not paths:
+        raise InputNotFound("the bundled demo traces are missing from this installation")
+    return paths
+
+
+def demo_reports(db_path: str) -> list[Any]:
+    """Every report fabric has, on the demo database."""
+    from fabric_trace.analyzers.latency_report import LatencyOptions, build_latency_report
+
+    reports = []
+    with open_analyzed(db_path) as con:
+        reports.append(build_latency_report(con, LatencyOptions()))
+        for module, builder in (("fabric_trace.analyzers.locality_report", "build_locality_report"),
+                                ("fabric_trace.analyzers.trust_report", "build_trust_report")):
+            try:
+                mod = __import__(module, fromlist=[builder])
+            except ImportError:
+                continue
+            fn = getattr(mod, builder, None)
+            if fn is not None:
+                reports.append(fn(con))
+    return reports
