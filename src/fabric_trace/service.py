@@ -116,17 +116,27 @@ def open_analyzed(path: str, config_path: str | None = None, *, lock_timeout: fl
     return _Analyzed(path, config_path, lock_timeout, adjust_skew)
 
 
-def demo_paths() -> list[str]:
-    """The bundled demo trace files (package data)."""
-    from importlib import resources
+def demo_paths(workdir: str) -> list[str]:
+    """The bundled demo traces, written into ``workdir``.
 
-    from fabric_trace.errors import InputNotFound
+    They are produced by the bundled deterministic generator
+    (``fabric_trace.fixtures_gen.catalog.DEMO``); the bytes are identical to the
+    committed ``fixtures/demo/`` files (a test checks this), so an installed
+    fabric needs no data files. Both encodings are written: OTLP JSON lines and
+    Collector-framed protobuf of the same spans (the second ingests as duplicates).
+    """
+    from pathlib import Path
 
-    root = resources.files("fabric_trace").joinpath("data", "demo")
-    paths = sorted(str(p) for p in root.iterdir() if p.is_file() and not p.name.startswith(".")) if root.is_dir() else []
-    if not paths:
-        raise InputNotFound("the bundled demo traces are missing from this installation")
-    return paths
+    from fabric_trace.fixtures_gen import generate, write_otlp_jsonl, write_otlp_proto
+    from fabric_trace.fixtures_gen.catalog import DEMO, SPANS_PER_REQUEST
+
+    out = Path(workdir)
+    out.mkdir(parents=True, exist_ok=True)
+    gen = generate(DEMO)
+    jsonl, binary = out / "demo.jsonl", out / "demo.bin"
+    write_otlp_jsonl(gen, jsonl, spans_per_request=SPANS_PER_REQUEST)
+    write_otlp_proto(gen, binary, framed=True, spans_per_request=SPANS_PER_REQUEST)
+    return [str(jsonl), str(binary)]
 
 
 def demo_reports(db_path: str) -> list[Any]:

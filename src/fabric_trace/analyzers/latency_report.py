@@ -78,25 +78,24 @@ def build_latency_report(con: duckdb.DuckDBPyConnection, options: LatencyOptions
         "by": options.by,
         "workflows": [],
     }
+    def strip(row: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if row is None else {k: v for k, v in row.items() if k != "workflow"}
+
+    def one(rows: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+        return strip(next((r for r in rows if r["workflow"] == name), None))
+
     for w in workflows:
         name = w["workflow"]
         data["workflows"].append({
             **w,
-            "critical_path": [r for r in breakdown if r["workflow"] == name],
-            "self_time": [r for r in self_by if r["workflow"] == name],
-            "top_critical_operations": [r for r in top_ops if r["workflow"] == name],
-            "orchestration_overhead": next((r for r in orchestration if r["workflow"] == name), None),
-            "parallelism": next((r for r in parallelism if r["workflow"] == name), None),
-            "llm": next((r for r in llm if r["workflow"] == name), None),
-            "retries": next((r for r in retries if r["workflow"] == name), None),
+            "critical_path": [strip(r) for r in breakdown if r["workflow"] == name],
+            "self_time": [strip(r) for r in self_by if r["workflow"] == name],
+            "top_critical_operations": [strip(r) for r in top_ops if r["workflow"] == name],
+            "orchestration_overhead": one(orchestration, name),
+            "parallelism": one(parallelism, name),
+            "llm": one(llm, name),
+            "retries": one(retries, name),
         })
-    for wf in data["workflows"]:
-        for key in ("critical_path", "self_time", "top_critical_operations"):
-            for row in wf[key]:
-                row.pop("workflow", None)
-        for key in ("orchestration_overhead", "parallelism", "llm", "retries"):
-            if wf[key]:
-                wf[key].pop("workflow", None)
     data["totals"] = {"traces": sum(w["traces"] for w in workflows), "workflows": len(wf_names)}
 
     dim_header = options.by.capitalize()

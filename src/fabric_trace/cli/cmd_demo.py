@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from typing import Optional
 
 import typer
@@ -20,8 +21,8 @@ def demo_command(
     """Ingest the bundled sample traces and print every report."""
     err = stderr_console()
     with guarded(err):
-        paths = demo_paths()
-        summary = run_ingest(db, paths)
+        with tempfile.TemporaryDirectory(prefix="fabric-demo-") as tmp:
+            summary = run_ingest(db, demo_paths(tmp))
         d = summary.as_dict()
         err.print(Text(f"demo: {d['spans_ingested']:,} new spans ({d['spans_duplicate']:,} already there), "
                        f"{d['traces']:,} traces -> {db}"))

@@ -25,6 +25,10 @@ LockTimeoutOption = typer.Option(
 )
 
 
+#: Table width when stdout is not a terminal.
+PIPE_WIDTH = 200
+
+
 def db_path(value: str | None) -> str:
     """The database path from ``--db`` / ``$FABRIC_DB`` / the default."""
     return value or default_db_path()
@@ -64,4 +68,5 @@ def write_report(report, fmt) -> None:  # type: ignore[no-untyped-def]
     if fmt == OutputFormat.table and sys.stdout.isatty():
         render_to_console(report, Console(highlight=False))
         return
-    write_stdout(render(report, fmt))
+    # Not a terminal: lay tables out wide rather than folding cells (grep-able logs).
+    write_stdout(render(report, fmt, width=PIPE_WIDTH))

@@ -156,6 +156,8 @@ class Grid:
     """CSV cells."""
     null_text: str = "—"
     """What ``table`` and ``markdown`` show for a missing value."""
+    nowrap: list[bool] | None = None
+    """Per column: never wrap (ids and numbers); ``None`` = wrap all."""
 
 
 def grid_from_table(table: Table) -> Grid:
@@ -169,6 +171,7 @@ def grid_from_table(table: Table) -> Grid:
         right=[c.kind in NUMERIC_KINDS for c in cols],
         display=[[format_value(row.get(c.key), c.kind) for c in cols] for row in table.rows],
         raw=[[csv_value(row.get(c.key)) for c in cols] for row in table.rows],
+        nowrap=[c.kind == "id" or c.kind in NUMERIC_KINDS for c in cols],
     )
 
 

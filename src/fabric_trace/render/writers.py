@@ -99,8 +99,9 @@ def _rich_table(grid: Grid, *, styled: bool) -> RichTable:
         header_style="bold" if styled else "",
         show_edge=False,
     )
-    for header, right in zip(grid.headers, grid.right):
-        table.add_column(Text(header), justify="right" if right else "left", overflow="fold")
+    nowrap = grid.nowrap or [False] * len(grid.headers)
+    for header, right, keep in zip(grid.headers, grid.right, nowrap):
+        table.add_column(Text(header), justify="right" if right else "left", overflow="fold", no_wrap=keep)
     null_style = "dim" if styled else ""
     for row in grid.display:
         table.add_row(*(Text(grid.null_text, style=null_style) if c is None else Text(c) for c in row))
