@@ -10,6 +10,8 @@ the manifest row back.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -110,6 +112,7 @@ class _FlushingBatch(SpanBatch):
             self.flush()
 
     def flush(self) -> None:
+        _INTERRUPT.check()
         res = self._result
         out = self._writer.write(self, self._file_id)
         res.spans_decoded += out.decoded
@@ -155,6 +158,26 @@ def _write_quarantine(con: duckdb.DuckDBPyConnection, file_id: int, path: str,
         con.unregister("q_batch")
 
 
+class _InterruptFlag:
+    """Ctrl-C during an ingest: the first press stops at the next batch boundary (the
+    current file is rolled back cleanly); a second press stops at once."""
+
+    def __init__(self) -> None:
+        self.pending = False
+
+    def handler(self, signum: int, frame: Any) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def check(self) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+
+
+_INTERRUPT = _InterruptFlag()
+
+
 @dataclass
 class IngestOptions:
     """Knobs of an ingest run."""
@@ -177,15 +200,23 @@ def ingest(con: duckdb.DuckDBPyConnection, db_label: str, args: list[str],
     sources = expand(args)
     summary = IngestSummary(db=db_label)
     t0 = time.perf_counter()
+    _INTERRUPT.pending = False
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _INTERRUPT.handler) if main_thread else None
     try:
         for src in sources:
+            _INTERRUPT.check()
             result = _ingest_one(con, writer, src, options, decode_stream, decode_json_value, progress)
             summary.files.append(result)
+        _INTERRUPT.check()
     except KeyboardInterrupt:
         summary.interrupted = True
         summary.seconds = time.perf_counter() - t0
         raise Interrupted("interrupted; the file being ingested was rolled back, committed files are kept",
                           hint="run the same command again to complete the ingest") from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
     summary.seconds = time.perf_counter() - t0
     ids = [f for f in summary.files if f.status == "ingested"]
     if ids:
