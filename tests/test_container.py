@@ -35,11 +35,11 @@ def fake_json(value: Any, where: str, sink: Any) -> str:
             for ss in rs.get("scopeSpans", []):
                 for sp in ss.get("spans", []):
                     sink.span((where, sp.get("spanId"), sp.get("name")))
-        return "otlp"
+        return "otlp-json"
     if isinstance(value, dict) and "data" in value:
-        return "jaeger"
+        return "jaeger-json"
     if isinstance(value, list):
-        return "zipkin"
+        return "zipkin"  # a bare flavour works too
     if isinstance(value, dict) and value.get("boom"):
         raise KeyError("boom")
     raise DecodeError("not a known JSON trace format")
@@ -371,6 +371,17 @@ def test_decoder_errors_are_quarantined_but_database_errors_propagate() -> None:
 
     with pytest.raises(DatabaseError):
         decode_stream(io.BytesIO(jsonl(1)), "x", SpanBatch(), Limits(), failing)
+
+    class DbFailure(Exception):
+        """Like duckdb.Error: not a decoding error."""
+
+    class FailingSink(SpanBatch):
+        def span(self, row: tuple[Any, ...]) -> None:
+            raise DbFailure("disk full")
+
+    for data in (jsonl(1), (GEN / "otel.otlp.pb").read_bytes()):
+        with pytest.raises(DbFailure):  # a sink failure is not quarantined as bad input
+            decode_stream(io.BytesIO(data), "x", FailingSink(), Limits(), fake_json)
 
 
 def test_pretty_document_array_and_concatenated_documents() -> None:

@@ -28,6 +28,7 @@ import orjson
 from fabric_trace.errors import FabricError, InputError
 from fabric_trace.ingest.container_io import (
     CHUNK,
+    DECODING_ERRORS,
     GZIP_MAGIC,
     ZSTD_MAGIC,
     FrameTooBig,
@@ -58,7 +59,9 @@ def decode_stream(
     ``stream`` is read sequentially (stdin works; nothing seeks). Undecodable records are
     quarantined with ``sink.reject`` and decoding goes on. Raises ``InputError`` for input
     that cannot be used at all (empty, unknown format, decompressed size over the cap, a
-    document over ``max_document_bytes``); only ``FabricError`` subclasses ever escape.
+    document over ``max_document_bytes``); bad input never makes anything but a
+    ``FabricError`` escape. Exceptions raised by the sink itself (e.g. a database error
+    while it flushes a batch) and ``KeyboardInterrupt`` propagate unchanged.
     """
     try:
         return _decode(stream, name, sink, limits, json_decoder)
@@ -68,7 +71,7 @@ def decode_stream(
         raise InputError("input nested too deeply to decode") from exc
     except MemoryError as exc:
         raise InputError("not enough memory to decode the input") from exc
-    except Exception as exc:  # a decoder bug must surface as a data error, not a traceback
+    except DECODING_ERRORS as exc:  # a decoder bug must surface as a data error, not a traceback
         raise InputError(f"cannot decode input ({type(exc).__name__}: {exc})") from exc
 
 

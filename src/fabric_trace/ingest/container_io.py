@@ -10,11 +10,13 @@ records before it are kept).
 from __future__ import annotations
 
 import io
+import struct
 import zlib
 from collections.abc import Callable
 from typing import Any
 
 import zstandard
+from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from fabric_trace.errors import InputError, InputNotFound
 
@@ -22,6 +24,24 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 CHUNK = 1 << 20  # bytes read from the source at a time
 ZSTD_FEED = 1024  # compressed bytes fed to zstd per call: bounds one call's output (~32 MiB worst case)
+
+
+#: Exception types that bad input can provoke inside decoding code. They are turned into
+#: quarantine records / ``InputError``; anything else (a database error raised by the sink
+#: while it flushes, Ctrl-C) propagates unchanged.
+DECODING_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    TypeError,
+    LookupError,
+    AttributeError,
+    ArithmeticError,
+    EOFError,
+    RecursionError,
+    struct.error,
+    zlib.error,
+    zstandard.ZstdError,
+    ProtobufDecodeError,
+)
 
 
 class Stream(io.RawIOBase):

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from fabric_trace.errors import DecodeError, FabricError, InputError
+from fabric_trace.ingest.container_io import DECODING_ERRORS
 from fabric_trace.ingest.limits import Limits
 
 BOM = b"\xef\xbb\xbf"
@@ -27,8 +28,9 @@ JsonDecoder = Callable[[Any, str, Any], str]
 def call_json_decoder(decoder: JsonDecoder, value: Any, where: str, sink: Any, raw: bytes | None) -> str | None:
     """Run the JSON decoder on one record; a record it cannot decode is quarantined.
 
-    Returns the flavour it reported (e.g. ``"otlp"``), or ``None`` if the record was rejected.
-    Errors other than ``DecodeError`` that are ``FabricError`` (e.g. a database error) propagate.
+    Returns the flavour it reported (e.g. ``"otlp-json"``), or ``None`` if the record was
+    rejected. ``FabricError`` other than ``DecodeError`` and exceptions that are not decoding
+    errors (e.g. a database error raised by the sink while it flushes) propagate.
     """
     try:
         return decoder(value, where, sink)
@@ -38,7 +40,7 @@ def call_json_decoder(decoder: JsonDecoder, value: Any, where: str, sink: Any, r
         raise
     except RecursionError:
         reason = "value nested too deeply"
-    except Exception as exc:  # a decoder bug must not abort the file: quarantine the record
+    except DECODING_ERRORS as exc:  # a decoder bug must not abort the file: quarantine the record
         reason = f"cannot decode record: {type(exc).__name__}: {exc}"
     sink.reject(where, reason, raw=raw, counts_as_span=False)
     return None

@@ -34,7 +34,7 @@ RAW_BYTES = 2048  # bytes of a refused piece kept (as hex) in the quarantine rec
 
 #: Attribute cache: raw KeyValue bytes -> (key, value); one per (depth, string) limit pair.
 _CACHES: dict[tuple[int, int], dict[bytes, tuple[str, Any]]] = {}
-_CACHE_MAX_ENTRIES = 65536
+_CACHE_MAX_ENTRIES = 32768  # ~11 MB when full
 _CACHE_MAX_KEY_BYTES = 256
 
 #: Status cache: raw Status bytes -> (code name, message).
