@@ -92,8 +92,24 @@ def batch_to_arrow(batch: SpanBatch, seq_start: int) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=_STAGE_SCHEMA)
 
 
+@dataclass
+class Prepared:
+    """A batch converted for the database (built on the decoding thread)."""
+
+    spans: pa.Table
+    resources: pa.Table | None
+    scopes: pa.Table | None
+    has_inner_duplicates: bool
+    decoded: int
+
+
 class StoreWriter:
-    """Writes batches into an open connection, inside the caller's transaction."""
+    """Writes batches into an open connection, inside the caller's transaction.
+
+    :meth:`prepare` is pure Python/Arrow work; :meth:`apply` runs the SQL (DuckDB
+    releases the GIL), so the pipeline can decode the next batch while the
+    previous one is written.
+    """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, projection: Projection) -> None:
         self.con = con
@@ -116,7 +132,9 @@ class StoreWriter:
         )
         SELECT * FROM ranked
         """
-        self._insert_sql = f"""
+
+        def insert_from(source: str) -> str:
+            return f"""
         INSERT INTO span_store
         SELECT {_RAW_COLS}, ? AS file_id, content_hash, {", ".join(projection.columns)}
         FROM (
@@ -125,44 +143,74 @@ class StoreWriter:
             FROM (
                 SELECT c0.*, json_extract_string(c0.attributes, {span_list}) AS _a,
                        json_extract_string(r.attributes, {res_list}) AS _r
-                FROM stage_cls c0 LEFT JOIN resources r USING (resource_id)
-                WHERE c0.rn = 1
+                FROM {source} c0 LEFT JOIN resources r USING (resource_id)
             ) c
         )
         ON CONFLICT DO NOTHING
         RETURNING trace_id, span_id
         """
 
-    def write(self, batch: SpanBatch, file_id: int) -> BatchResult:
-        """Write one batch; returns its counts. Raises ``duckdb.Error`` on failure."""
-        con = self.con
-        result = BatchResult(decoded=len(batch.spans))
-        if batch.resources:
-            self._bulk_resources(batch)
-        if batch.scopes:
-            self._bulk_scopes(batch)
-        if not batch.spans:
-            return result
+        self._insert_ranked_sql = insert_from("(SELECT * FROM stage_cls WHERE rn = 1)")
+        self._insert_plain_sql = insert_from(f"(SELECT *, hash({_RAW_COLS}) AS content_hash FROM stage_batch)")
+
+    def prepare(self, batch: SpanBatch) -> Prepared:
+        """Convert a batch to Arrow tables (no database access)."""
         table = batch_to_arrow(batch, self._seq)
         self._seq += len(batch.spans)
-        con.register("stage_batch", table)
+        keys = set(zip(table.column("trace_id").to_pylist(), table.column("span_id").to_pylist())) if batch.spans else set()
+        return Prepared(
+            spans=table,
+            resources=_resources_table(batch) if batch.resources else None,
+            scopes=_scopes_table(batch) if batch.scopes else None,
+            has_inner_duplicates=len(keys) != len(batch.spans),
+            decoded=len(batch.spans),
+        )
+
+    def write(self, batch: SpanBatch, file_id: int) -> BatchResult:
+        """Prepare and apply one batch (single-threaded convenience)."""
+        return self.apply(self.prepare(batch), file_id)
+
+    def apply(self, prep: Prepared, file_id: int) -> BatchResult:
+        """Write one prepared batch; returns its counts. Raises ``duckdb.Error`` on failure."""
+        con = self.con
+        result = BatchResult(decoded=prep.decoded)
+        if prep.resources is not None:
+            self._insert_table("resources", prep.resources)
+        if prep.scopes is not None:
+            self._insert_table("scopes", prep.scopes)
+        if not prep.decoded:
+            return result
+        con.register("stage_batch", prep.spans)
         try:
-            con.execute(self._classify_sql)
-            inserted = con.execute(self._insert_sql, [file_id]).fetchall()
+            if prep.has_inner_duplicates:
+                con.execute(self._classify_sql)
+                inserted = con.execute(self._insert_ranked_sql, [file_id]).fetchall()
+                n_first = con.execute("SELECT count(*) FROM stage_cls WHERE rn = 1").fetchone()[0]
+            else:
+                inserted = con.execute(self._insert_plain_sql, [file_id]).fetchall()
+                n_first = prep.decoded
+            result.inserted = len(inserted)
+            if prep.has_inner_duplicates:
+                later_same, later_conflicts = self._later_copies()
+                result.duplicate += later_same
+                result.conflicts.extend(later_conflicts)
+            # First copies not inserted collided with the store.
+            if n_first != result.inserted:
+                if not prep.has_inner_duplicates:
+                    con.execute(self._classify_sql)
+                same, conflicts = self._store_collisions(inserted)
+                result.duplicate += same
+                result.conflicts.extend(conflicts)
         finally:
             con.unregister("stage_batch")
-        result.inserted = len(inserted)
-        n_first = con.execute("SELECT count(*) FROM stage_cls WHERE rn = 1").fetchone()[0]
-        # Later copies inside the batch: same content -> duplicate, else conflict.
-        later_same, later_conflicts = self._later_copies()
-        result.duplicate += later_same
-        result.conflicts.extend(later_conflicts)
-        # First copies not inserted collided with the store.
-        if n_first != result.inserted:
-            same, conflicts = self._store_collisions(inserted)
-            result.duplicate += same
-            result.conflicts.extend(conflicts)
         return result
+
+    def _insert_table(self, table: str, data: pa.Table) -> None:
+        self.con.register("dim_batch", data)
+        try:
+            self.con.execute(f"INSERT INTO {table} SELECT * FROM dim_batch ON CONFLICT DO NOTHING")
+        finally:
+            self.con.unregister("dim_batch")
 
     def _later_copies(self) -> tuple[int, list[tuple[str, str, str, str]]]:
         rows = self.con.execute(
@@ -180,8 +228,9 @@ class StoreWriter:
         con = self.con
         con.execute("CREATE OR REPLACE TEMP TABLE stage_inserted (trace_id VARCHAR, span_id VARCHAR)")
         if inserted:
-            con.register("inserted_rows", pa.table({"trace_id": [r[0] for r in inserted], "span_id": [r[1] for r in inserted]}))
-            con.execute("INSERT INTO stage_inserted SELECT * FROM inserted_rows")
+            con.register("inserted_rows", pa.table({"trace_id": [r[0] for r in inserted],
+                                                    "span_id": [r[1] for r in inserted]}))
+            con.execute("INSERT INTO stage_inserted SELECT trace_id, span_id FROM inserted_rows")
             con.unregister("inserted_rows")
         rows = con.execute(
             """
@@ -201,32 +250,29 @@ class StoreWriter:
         ]
         return same, conflicts
 
-    def _bulk_resources(self, batch: SpanBatch) -> None:
-        items = list(batch.resources.items())
-        tbl = pa.table(
-            {
-                "resource_id": [k for k, _ in items],
-                "attributes": [v[0] for _, v in items],
-                "schema_url": [v[1] for _, v in items],
-                "dropped": pa.array([v[2] for _, v in items], pa.int64()),
-            }
-        )
-        self.con.register("res_batch", tbl)
-        self.con.execute("INSERT INTO resources SELECT * FROM res_batch ON CONFLICT DO NOTHING")
-        self.con.unregister("res_batch")
 
-    def _bulk_scopes(self, batch: SpanBatch) -> None:
-        items = list(batch.scopes.items())
-        tbl = pa.table(
-            {
-                "scope_id": [k for k, _ in items],
-                "name": [v[0] for _, v in items],
-                "version": [v[1] for _, v in items],
-                "attributes": [v[2] for _, v in items],
-                "schema_url": [v[3] for _, v in items],
-                "dropped": pa.array([v[4] for _, v in items], pa.int64()),
-            }
-        )
-        self.con.register("scope_batch", tbl)
-        self.con.execute("INSERT INTO scopes SELECT * FROM scope_batch ON CONFLICT DO NOTHING")
-        self.con.unregister("scope_batch")
+
+def _resources_table(batch: SpanBatch) -> pa.Table:
+    items = list(batch.resources.items())
+    return pa.table(
+        {
+            "resource_id": [k for k, _ in items],
+            "attributes": [v[0] for _, v in items],
+            "schema_url": pa.array([v[1] for _, v in items], pa.string()),
+            "dropped": pa.array([v[2] for _, v in items], pa.int64()),
+        }
+    )
+
+
+def _scopes_table(batch: SpanBatch) -> pa.Table:
+    items = list(batch.scopes.items())
+    return pa.table(
+        {
+            "scope_id": [k for k, _ in items],
+            "name": pa.array([v[0] for _, v in items], pa.string()),
+            "version": pa.array([v[1] for _, v in items], pa.string()),
+            "attributes": [v[2] for _, v in items],
+            "schema_url": pa.array([v[3] for _, v in items], pa.string()),
+            "dropped": pa.array([v[4] for _, v in items], pa.int64()),
+        }
+    )
