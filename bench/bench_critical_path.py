@@ -107,13 +107,14 @@ def create_store(path: str, n_spans: int, seed: int) -> int:
     data = generate(n_spans, seed)
     tbl = pa.table(data)
     con = duckdb.connect(path)
+    con.execute("SET enable_progress_bar = false")
     con.execute(resources.files("fabric_trace.store").joinpath("schema.sql").read_text())
     con.register("gen", tbl)
     con.execute(f"""INSERT INTO span_store ({", ".join(COLS)}, attributes, events, links,
         dropped_attributes_count, dropped_events_count, dropped_links_count, resource_id,
         scope_id, file_id, content_hash)
         SELECT {", ".join(COLS)}, '{{}}', '[]', '[]', 0, 0, 0, 'r', 's', 1, 0 FROM gen""")
-    (count,) = con.execute("SELECT count(*) FROM span_store").fetchone()
+    ((count,),) = con.execute("SELECT count(*) FROM span_store").fetchall()
     con.close()
     return int(count)
 
@@ -208,7 +209,7 @@ IMPLS = {"networkx": run_networkx, "reference": run_reference, "fabric": run_fab
 
 def _child(name: str, db: str, threads: int, q: Any) -> None:
     con = duckdb.connect(db, read_only=True)
-    con.execute(f"SET threads = {threads}")
+    con.execute(f"SET threads = {threads}").fetchall()
     t0 = time.perf_counter()
     spans, cp = IMPLS[name](con)
     dt = time.perf_counter() - t0
@@ -239,8 +240,11 @@ def main(argv: list[str] | None = None) -> int:
             q = ctx.Queue()
             p = ctx.Process(target=_child, args=(name, db, args.threads, q))
             p.start()
-            results.append(q.get())
             p.join()
+            if p.exitcode != 0 or q.empty():
+                print(f"{name}: failed with exit code {p.exitcode}", file=sys.stderr)
+                return 1
+            results.append(q.get())
     print(f"{'impl':<10} {'spans':>9} {'seconds':>8} {'spans/s':>9} {'peak RSS MB':>11}")
     for r in results:
         print(f"{r['impl']:<10} {r['spans']:>9} {r['seconds']:>8.2f} {r['spans_per_s']:>9} {r['peak_rss_mb']:>11}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import duckdb
 import numpy as np
@@ -166,12 +167,26 @@ def iter_trace_metrics(
     if n_buckets is None:
         ((count,),) = con.execute(f"SELECT count(*) FROM {table}").fetchall()
         n_buckets = max(1, -(-int(count) // SPANS_PER_BUCKET))
-    for b in range(n_buckets):
+    is_unique = table == "span_store" if unique is None else unique
+
+    def load(b: int) -> SpanArrays | None:
         where = "" if n_buckets == 1 else f"WHERE hash(trace_id) % {n_buckets} = {b}"
-        sql = _query(table, where, unique=table == "span_store" if unique is None else unique)
-        arrays = _arrays(con.sql(sql).to_arrow_table())
-        if arrays is not None:
-            yield compute_bucket(arrays, max_clock_skew_ns=max_clock_skew_ns)
+        return _arrays(con.sql(_query(table, where, unique=is_unique)).to_arrow_table())
+
+    # The next bucket is read in a helper thread while the kernel runs (DuckDB and
+    # most numpy sorts release the GIL). It is always finished before a batch is
+    # yielded, so the caller may use ``con`` freely between batches.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(load, 0)
+        for b in range(n_buckets):
+            arrays = pending.result()
+            if b + 1 < n_buckets:
+                pending = pool.submit(load, b + 1)
+            batch = None if arrays is None else compute_bucket(arrays, max_clock_skew_ns=max_clock_skew_ns)
+            if b + 1 < n_buckets:
+                wait([pending])
+            if batch is not None:
+                yield batch
 
 
 def concat_batches(batches: list[MetricsBatch]) -> MetricsBatch:
