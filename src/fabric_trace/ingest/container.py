@@ -10,11 +10,14 @@ Handled, in any combination that occurs in practice:
   exporter's framing ``[uint32 big-endian length][message]...``, including the legacy
   per-message zstd variant (each payload zstd-compressed, even JSON ones).
 
-Format labels returned by :func:`decode_stream`: ``{flavour}-jsonl``, ``{flavour}-json``
-(flavour as reported by the JSON decoder: ``otlp``, ``jaeger``, ``zipkin``...; ``unknown``
-if no record decoded), ``otlp-proto``, ``otlp-proto-framed``, ``{flavour}-json-framed``,
-each framed one with ``+zstd-per-message`` when payloads are compressed, and ``+gzip`` /
-``+zstd`` appended for a compressed file (e.g. ``otlp-jsonl+gzip``).
+Format labels returned by :func:`decode_stream`: ``{flavour}-jsonl`` (JSON Lines; one
+newline-terminated record counts), ``{flavour}-json`` (a document, an array, concatenated
+documents, or one record without a newline), ``otlp-proto``, ``otlp-proto-framed``,
+``{flavour}-json-framed``; framed ones get ``+zstd-per-message`` when payloads are
+compressed, and ``+gzip`` / ``+zstd`` is appended for a compressed file (e.g.
+``otlp-jsonl+gzip``, ``otlp-proto-framed+zstd``). The flavour is what the JSON decoder
+returned for the first record it decoded, without a ``-json`` suffix (``otlp``, ``jaeger``,
+``zipkin``), or ``unknown`` if it decoded none.
 """
 
 from __future__ import annotations
