@@ -118,19 +118,34 @@ class StoreWriter:
         span_list = "[" + ", ".join(_sql_str(p) for p in projection.span_paths) + "]"
         res_list = "[" + ", ".join(_sql_str(p) for p in projection.resource_paths) + "]"
         norm = ",\n            ".join(f"{expr} AS {col}" for col, expr in projection.columns.items())
-        self._classify_sql = f"""
-        CREATE OR REPLACE TEMP TABLE stage_cls AS
+        # Local resource/scope keys (whatever the decoder returned) -> canonical ids.
+        con.execute("CREATE OR REPLACE TEMP TABLE res_map (local_key VARCHAR PRIMARY KEY, resource_id VARCHAR)")
+        con.execute("CREATE OR REPLACE TEMP TABLE scope_map (local_key VARCHAR PRIMARY KEY, scope_id VARCHAR)")
+        # The canonical form of a staged span: JSON re-serialised by DuckDB (so any
+        # producer's formatting of the same values gives the same text and hash),
+        # resource/scope ids by content.
+        self._canon_sql = f"""
+        CREATE OR REPLACE TEMP VIEW stage_canon AS
         WITH st AS (
-            SELECT *, hash({_RAW_COLS}) AS content_hash FROM stage_batch
-        ), ranked AS (
-            SELECT st.*,
-                   row_number() OVER w AS rn,
-                   first(st.content_hash) OVER w AS first_hash
-            FROM st
-            WINDOW w AS (PARTITION BY trace_id, span_id ORDER BY seq
-                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+            SELECT b.seq, b.where_, b.trace_id, b.span_id, b.parent_span_id, b.trace_state, b.flags,
+                   b.name, b.kind, b.start_ns, b.end_ns, b.status_code, b.status_message,
+                   json(b.attributes) AS attributes, json(b.events) AS events, json(b.links) AS links,
+                   b.dropped_attributes_count, b.dropped_events_count, b.dropped_links_count,
+                   rm.resource_id, sm.scope_id
+            FROM stage_batch b
+            LEFT JOIN res_map rm ON rm.local_key = b.resource_id
+            LEFT JOIN scope_map sm ON sm.local_key = b.scope_id
         )
-        SELECT * FROM ranked
+        SELECT *, hash({_RAW_COLS}) AS content_hash FROM st
+        """
+        self._classify_sql = """
+        CREATE OR REPLACE TEMP TABLE stage_cls AS
+        SELECT st.*,
+               row_number() OVER w AS rn,
+               first(st.content_hash) OVER w AS first_hash
+        FROM stage_canon st
+        WINDOW w AS (PARTITION BY trace_id, span_id ORDER BY seq
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
         """
 
         def insert_from(source: str) -> str:
@@ -151,7 +166,7 @@ class StoreWriter:
         """
 
         self._insert_ranked_sql = insert_from("(SELECT * FROM stage_cls WHERE rn = 1)")
-        self._insert_plain_sql = insert_from(f"(SELECT *, hash({_RAW_COLS}) AS content_hash FROM stage_batch)")
+        self._insert_plain_sql = insert_from("stage_canon")
 
     def prepare(self, batch: SpanBatch) -> Prepared:
         """Convert a batch to Arrow tables (no database access)."""
@@ -175,13 +190,16 @@ class StoreWriter:
         con = self.con
         result = BatchResult(decoded=prep.decoded)
         if prep.resources is not None:
-            self._insert_table("resources", prep.resources)
+            self._insert_dim(prep.resources, _RESOURCE_ID_SQL, "resources", "res_map", "resource_id",
+                             "attributes, schema_url, dropped")
         if prep.scopes is not None:
-            self._insert_table("scopes", prep.scopes)
+            self._insert_dim(prep.scopes, _SCOPE_ID_SQL, "scopes", "scope_map", "scope_id",
+                             "name, version, attributes, schema_url, dropped")
         if not prep.decoded:
             return result
         con.register("stage_batch", prep.spans)
         try:
+            con.execute(self._canon_sql)
             if prep.has_inner_duplicates:
                 con.execute(self._classify_sql)
                 inserted = con.execute(self._insert_ranked_sql, [file_id]).fetchall()
@@ -205,12 +223,18 @@ class StoreWriter:
             con.unregister("stage_batch")
         return result
 
-    def _insert_table(self, table: str, data: pa.Table) -> None:
-        self.con.register("dim_batch", data)
+    def _insert_dim(self, data: pa.Table, id_sql: str, table: str, map_table: str, id_col: str,
+                    cols: str) -> None:
+        """Store resources/scopes under content ids and remember local key -> id."""
+        con = self.con
+        con.register("dim_batch", data)
         try:
-            self.con.execute(f"INSERT INTO {table} SELECT * FROM dim_batch ON CONFLICT DO NOTHING")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE dim_canon AS SELECT {id_sql} AS {id_col}, local_key, "
+                        f"{cols.replace('attributes', 'json(attributes) AS attributes')} FROM dim_batch")
+            con.execute(f"INSERT INTO {table} SELECT {id_col}, {cols} FROM dim_canon ON CONFLICT DO NOTHING")
+            con.execute(f"INSERT OR REPLACE INTO {map_table} SELECT local_key, {id_col} FROM dim_canon")
         finally:
-            self.con.unregister("dim_batch")
+            con.unregister("dim_batch")
 
     def _later_copies(self) -> tuple[int, list[tuple[str, str, str, str]]]:
         rows = self.con.execute(
@@ -252,11 +276,20 @@ class StoreWriter:
 
 
 
+#: Content ids of resources and scopes (over DuckDB's canonical JSON, so every
+#: decoder and encoding of the same resource gets the same id).
+_RESOURCE_ID_SQL = ("substr(md5(json(attributes)::VARCHAR || chr(31) || coalesce(schema_url, '') || chr(31) "
+                    "|| dropped::VARCHAR), 1, 16)")
+_SCOPE_ID_SQL = ("substr(md5(coalesce(name, '') || chr(31) || coalesce(version, '') || chr(31) "
+                 "|| json(attributes)::VARCHAR || chr(31) || coalesce(schema_url, '') || chr(31) "
+                 "|| dropped::VARCHAR), 1, 16)")
+
+
 def _resources_table(batch: SpanBatch) -> pa.Table:
     items = list(batch.resources.items())
     return pa.table(
         {
-            "resource_id": [k for k, _ in items],
+            "local_key": [k for k, _ in items],
             "attributes": [v[0] for _, v in items],
             "schema_url": pa.array([v[1] for _, v in items], pa.string()),
             "dropped": pa.array([v[2] for _, v in items], pa.int64()),
@@ -268,7 +301,7 @@ def _scopes_table(batch: SpanBatch) -> pa.Table:
     items = list(batch.scopes.items())
     return pa.table(
         {
-            "scope_id": [k for k, _ in items],
+            "local_key": [k for k, _ in items],
             "name": pa.array([v[0] for _, v in items], pa.string()),
             "version": pa.array([v[1] for _, v in items], pa.string()),
             "attributes": [v[2] for _, v in items],
