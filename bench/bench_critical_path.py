@@ -210,12 +210,21 @@ IMPLS = {"networkx": run_networkx, "reference": run_reference, "fabric": run_fab
 def _child(name: str, db: str, threads: int, q: Any) -> None:
     con = duckdb.connect(db, read_only=True)
     con.execute(f"SET threads = {threads}").fetchall()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     spans, cp = IMPLS[name](con)
     dt = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-    q.put({"impl": name, "spans": spans, "seconds": round(dt, 3),
-           "spans_per_s": round(spans / dt), "peak_rss_mb": rss, "critical_path_ns": cp})
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+    q.put({"impl": name, "spans": spans, "seconds": round(dt, 3), "cpu_seconds": round(cpu, 3),
+           "spans_per_s": round(spans / dt), "peak_rss_mb": r1.ru_maxrss // 1024,
+           "critical_path_ns": cp})
+
+
+def _generate(path: str, n_spans: int, seed: int) -> None:
+    # in its own process, so that the parent (whose peak RSS the runners
+    # inherit through fork + exec) stays small
+    create_store(path, n_spans, seed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,8 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         if db is None:
             db = os.path.join(tmp, "bench.duckdb")
             t0 = time.perf_counter()
-            n = create_store(db, args.spans, args.seed)
-            print(f"generated {n} spans in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+            gen = mp.get_context("spawn").Process(target=_generate, args=(db, args.spans, args.seed))
+            gen.start()
+            gen.join()
+            print(f"generated {args.spans} spans in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
         ctx = mp.get_context("spawn")
         results = []
         for name in args.impl or list(IMPLS):
@@ -245,9 +256,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: failed with exit code {p.exitcode}", file=sys.stderr)
                 return 1
             results.append(q.get())
-    print(f"{'impl':<10} {'spans':>9} {'seconds':>8} {'spans/s':>9} {'peak RSS MB':>11}")
+    print(f"{'impl':<10} {'spans':>9} {'seconds':>8} {'cpu s':>7} {'spans/s':>9} {'peak RSS MB':>11}")
     for r in results:
-        print(f"{r['impl']:<10} {r['spans']:>9} {r['seconds']:>8.2f} {r['spans_per_s']:>9} {r['peak_rss_mb']:>11}")
+        print(f"{r['impl']:<10} {r['spans']:>9} {r['seconds']:>8.2f} {r['cpu_seconds']:>7.2f} "
+              f"{r['spans_per_s']:>9} {r['peak_rss_mb']:>11}")
+    print(f"load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores",
+          file=sys.stderr)
     if len({r["critical_path_ns"] for r in results}) > 1:
         print("warning: critical-path totals differ between implementations", file=sys.stderr)
     doc = json.dumps({"spans": results[0]["spans"] if results else 0, "results": results}, indent=2)

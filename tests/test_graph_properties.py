@@ -54,10 +54,15 @@ def _check_against_brute_force(spans: list[Span], skew: int | None) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(traces(weird=True, max_spans=8), min_size=1, max_size=4), SKEW)
-def test_batch_equals_reference(trace_list: list[list[Span]], skew: int | None) -> None:
-    spans = [Span(s.span_id, s.parent_span_id, s.start_ns, s.end_ns, s.kind, s.service_name,
-                  s.host, f"t{i:02d}", status_code=s.status_code)
+@given(st.lists(traces(weird=True, max_spans=8), min_size=1, max_size=4), SKEW, st.booleans())
+def test_batch_equals_reference(trace_list: list[list[Span]], skew: int | None, hex_ids: bool) -> None:
+    # hex_ids: real 16-hex span ids (the fast decoding path); otherwise short ids (exact ranks)
+    def sid(x: str | None) -> str | None:
+        return None if x is None else (f"{int(x, 16):016x}" if hex_ids else x)
+
+    spans = [Span(sid(s.span_id) or "", sid(s.parent_span_id), s.start_ns, s.end_ns, s.kind,
+                  s.service_name, s.host, f"{i:032x}" if hex_ids else f"t{i:02d}",
+                  status_code=s.status_code)
              for i, trace in enumerate(trace_list) for s in trace]
     ref, got = reference_tables(spans, skew), batch_tables(spans, skew)
     for name in ("traces", "spans", "segments", "repairs"):

@@ -141,7 +141,7 @@ def union_length(group: I64, lo: I64, hi: I64, base: I64, n_groups: int) -> I64:
     if len(group) == 0:
         return out
     (rlo, rhi), width, values = _packable(group, lo - base, hi - base)
-    order = np.argsort(group * width + rlo, kind="stable")
+    order = np.argsort(group * width + rlo)  # any order of equal keys will do
     g, rlo, rhi = group[order], rlo[order], rhi[order]
     floor = g * width
     reach = np.maximum.accumulate(floor + rhi)
@@ -168,7 +168,7 @@ def chain_predecessor(group: I64, ws: I64, we: I64, base: I64, order_key: I64) -
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     (rs, re_), width, _ = _packable(group, ws - base, we - base)
     key_end = group * width + re_
-    order = np.argsort(key_end, kind="stable")
+    order = np.argsort(key_end)  # equal ends are put in order just below
     key_end = key_end[order]
     tie = np.flatnonzero(key_end[1:] == key_end[:-1])
     if len(tie):  # only the last of equal ends can be chosen: put the winner there
@@ -182,11 +182,12 @@ def chain_predecessor(group: I64, ws: I64, we: I64, base: I64, order_key: I64) -
 
 
 def packed_order(group: I64, time: I64) -> I64:
-    """Stable order by (group, time) for non-negative ``time`` (one int64 sort)."""
+    """Order by (group, time) for non-negative ``time`` (one int64 sort; equal
+    keys come in no particular order)."""
     if len(group) == 0:
         return np.zeros(0, dtype=np.int64)
     (t,), width, _ = _packable(group, time)
-    return np.argsort(group * width + t, kind="stable")
+    return np.argsort(group * width + t)
 
 
 def walk_chains(heads: I64, pred: I64) -> Bool:

@@ -69,15 +69,15 @@ def _walk(rt: RepairedTrace, root: str) -> list[Segment]:
     """Jaeger's backward walk from ``root``'s end, without recursion."""
     window, kids = _windows(rt, root)
     pointer = {v: len(k) for v, k in kids.items()}  # next child to try is pointer-1
-    out: list[Segment] = []  # built backwards in time
+    out: list[list[Any]] = []  # [start, end, span_id], built backwards in time
 
     def emit(span_id: str, a: int, b: int) -> None:
         if a >= b:
             return
-        if out and out[-1].span_id == span_id and out[-1].start_ns == b:
-            out[-1] = Segment(a, out[-1].end_ns, span_id)  # merge across a zero-length child
+        if out and out[-1][2] == span_id and out[-1][0] == b:
+            out[-1][0] = a  # merge across a zero-length child
         else:
-            out.append(Segment(a, b, span_id))
+            out.append([a, b, span_id])
 
     cur, t = root, window[root][1]
     while True:
@@ -100,13 +100,14 @@ def _walk(rt: RepairedTrace, root: str) -> list[Segment]:
             p = rt.parent[cur]
             assert p is not None
             cur = p
-    out.reverse()
-    return out
+    return [Segment(a, b, sid) for a, b, sid in reversed(out)]
 
 
 def _self_ns(rt: RepairedTrace, span_id: str) -> int:
     """Duration minus the union of the children's intervals clipped to the span."""
     ps, pe = rt.start[span_id], rt.end[span_id]
+    if not rt.children[span_id]:
+        return pe - ps
     pieces = sorted(
         (max(rt.start[c], ps), min(rt.end[c], pe))
         for c in rt.children[span_id]

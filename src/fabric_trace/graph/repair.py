@@ -152,7 +152,7 @@ def repair_trace(
         groups.setdefault(s.span_id, []).append(s)
     by_id: dict[str, Span] = {}
     for sid, copies in groups.items():
-        kept = min(copies, key=copy_rank)
+        kept = copies[0] if len(copies) == 1 else min(copies, key=copy_rank)
         by_id[sid] = kept
         if len(copies) > 1:
             repairs.append(Repair(tid, m.DUPLICATE_SPAN_ID, sid, kept.parent_span_id or None, count=len(copies)))
