@@ -252,3 +252,20 @@ def test_ctrl_c_rolls_back_the_current_file_and_exits_130(tmp_path: Path) -> Non
     assert b"Traceback" not in err
     n_spans, manifest_sum = rows(db, "SELECT (SELECT count(*) FROM span_store), (SELECT coalesce(sum(spans_ingested), 0) FROM files)")[0]
     assert n_spans == manifest_sum
+
+
+def test_demo_jsonl_and_framed_proto_give_identical_rows(tmp_path: Path) -> None:
+    """The committed demo in two encodings (JSON lines; Collector-framed protobuf) loads identically."""
+    demo = Path(__file__).resolve().parents[1] / "fixtures" / "demo"
+    cols = SPAN_COLS + ", resource_id, scope_id, trace_state, flags, dropped_attributes_count"
+    out = []
+    for name in ("demo.jsonl", "demo.bin"):
+        db = str(tmp_path / f"{name}.duckdb")
+        code, summary, _ = ingest(db, str(demo / name), extra=("--no-analyze",))
+        assert code == 0 and summary["spans_rejected"] == 0
+        out.append(rows(db, f"SELECT {cols} FROM spans ORDER BY trace_id, span_id"))
+    assert len(out[0]) == 5656
+    assert out[0] == out[1]
+    both = str(tmp_path / "both.duckdb")
+    code, summary, _ = ingest(both, str(demo / "demo.jsonl"), str(demo / "demo.bin"), extra=("--no-analyze",))
+    assert summary["spans_ingested"] == 5656 and summary["spans_duplicate"] == 5656 and summary["spans_rejected"] == 0

@@ -73,7 +73,7 @@ class ProtoWriter:
             if isinstance(v, list):
                 parts.append(ld(tag, key_value(k, v)))
                 continue
-            key = (k, type(v), v)
+            key = (tag, k, type(v), v)
             enc = cache.get(key)
             if enc is None:
                 if len(cache) > 200_000:
