@@ -232,13 +232,17 @@ def dot_label(value: object) -> str:
     return safe_text(value, 120).replace("\\", "\\\\").replace('"', '\\"')
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def _edge_text(e: dict[str, Any]) -> list[str]:
-    parts = [f"{e['calls']:,} calls"]
+    parts = [_plural(e["calls"], "call")]
     if e["errors"]:
-        parts.append(f"{e['errors']:,} errors")
+        parts.append(_plural(e["errors"], "error"))
     if e["plaintext"]:
-        parts.append(f"{e['plaintext']:,} http")
-    parts.append(", ".join(str(p) for p in e["protocols"]))
+        parts.append(f"{e['plaintext']:,} plaintext http")
+    parts.append("via " + ", ".join(str(p) for p in e["protocols"]))
     return parts
 
 
