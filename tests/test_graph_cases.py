@@ -248,3 +248,15 @@ def test_build_graph_edges_and_attributes() -> None:
 def test_several_traces_rejected_by_the_reference() -> None:
     with pytest.raises(ValueError):
         analyze_trace([span("a", None, 0, 1), span("b", None, 0, 1, trace_id="u")])
+
+
+def test_critical_path_of_a_chosen_root() -> None:
+    # r  |====|          0..50   main root
+    # o        |===|     60..90  orphan root: its own critical path
+    spans = [span("r", None, 0, 50), span("o", "gone", 60, 90), span("k", "o", 70, 80)]
+    assert [(s.span_id, s.start_ns, s.end_ns) for s in critical_path(spans, root_span_id="o")] == \
+        [("o", 60, 70), ("k", 70, 80), ("o", 80, 90)]
+    with pytest.raises(ValueError):
+        critical_path(spans, root_span_id="k")
+    with pytest.raises(ValueError):
+        analyze_trace([])
