@@ -125,8 +125,9 @@ def compile_projection(rules: tuple[RoleRule, ...] = DEFAULT_RULES) -> Projectio
     """Compile the crosswalk and the role rules into SQL expressions.
 
     The expressions refer to ``_a`` (list of span attribute strings, in
-    ``span_paths`` order), ``_r`` (resource attributes, ``resource_paths``
-    order), ``name`` and ``kind``. Every literal comes from fabric's own
+    ``span_paths`` order), ``_l`` (the same, lowercased), ``_r`` (resource
+    attributes, ``resource_paths`` order), ``_n`` (the lowercased span name)
+    and ``kind``. Every literal comes from fabric's own
     tables or a validated config; strings are quoted with ``_sql_str``.
     """
     span_keys: list[str] = []
@@ -205,8 +206,8 @@ def compile_projection(rules: tuple[RoleRule, ...] = DEFAULT_RULES) -> Projectio
     )
 
 
-def _glob_sql(expr: str, pattern: str) -> str:
-    return f"lower({expr}) GLOB {_sql_str(pattern.lower())}"
+def _glob_sql(lowered_expr: str, pattern: str) -> str:
+    return f"{lowered_expr} GLOB {_sql_str(pattern.lower())}"
 
 
 def _role_case(rules: tuple[RoleRule, ...], a: "callable[[str], str]") -> str:  # type: ignore[valid-type]
@@ -215,15 +216,16 @@ def _role_case(rules: tuple[RoleRule, ...], a: "callable[[str], str]") -> str:  
         conds: list[str] = []
         if rule.attr:
             ref = a(rule.attr)
+            low = ref.replace("_a[", "_l[")  # _l is _a lowercased once per span
             if rule.equals:
                 vals = ", ".join(_sql_str(v.lower()) for v in rule.equals)
-                conds.append(f"lower({ref}) IN ({vals})")
+                conds.append(f"{low} IN ({vals})")
             elif rule.glob:
-                conds.append(_glob_sql(ref, rule.glob))
+                conds.append(_glob_sql(low, rule.glob))
             else:
                 conds.append(f"{ref} IS NOT NULL")
         if rule.name_glob:
-            conds.append(_glob_sql("name", rule.name_glob))
+            conds.append(_glob_sql("_n", rule.name_glob))
         if rule.kinds:
             conds.append("kind IN (" + ", ".join(_sql_str(k) for k in rule.kinds) + ")")
         whens.append(f"WHEN {' AND '.join(conds)} THEN {_sql_str(rule.role)}")

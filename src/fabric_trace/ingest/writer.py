@@ -121,15 +121,19 @@ class StoreWriter:
         # Local resource/scope keys (whatever the decoder returned) -> canonical ids.
         con.execute("CREATE OR REPLACE TEMP TABLE res_map (local_key VARCHAR PRIMARY KEY, resource_id VARCHAR)")
         con.execute("CREATE OR REPLACE TEMP TABLE scope_map (local_key VARCHAR PRIMARY KEY, scope_id VARCHAR)")
-        # The canonical form of a staged span: JSON re-serialised by DuckDB (so any
-        # producer's formatting of the same values gives the same text and hash),
-        # resource/scope ids by content.
+        # Resource attributes the crosswalk needs, extracted once per resource (not per span).
+        con.execute("CREATE OR REPLACE TEMP TABLE res_x (resource_id VARCHAR PRIMARY KEY, _r VARCHAR[])")
+        self._res_x_sql = (f"INSERT OR IGNORE INTO res_x SELECT resource_id, json_extract_string(attributes, {res_list}) "
+                           "FROM dim_canon")
+        # A staged span with canonical resource/scope ids (by content). Attribute,
+        # event and link JSON is orjson's serialisation of the decoded values, the
+        # same for every decoder, so equal spans hash equal.
         self._canon_sql = f"""
         CREATE OR REPLACE TEMP VIEW stage_canon AS
         WITH st AS (
             SELECT b.seq, b.where_, b.trace_id, b.span_id, b.parent_span_id, b.trace_state, b.flags,
                    b.name, b.kind, b.start_ns, b.end_ns, b.status_code, b.status_message,
-                   json(b.attributes) AS attributes, json(b.events) AS events, json(b.links) AS links,
+                   b.attributes, b.events, b.links,
                    b.dropped_attributes_count, b.dropped_events_count, b.dropped_links_count,
                    rm.resource_id, sm.scope_id
             FROM stage_batch b
@@ -156,9 +160,11 @@ class StoreWriter:
             SELECT c.*,
             {norm}
             FROM (
-                SELECT c0.*, json_extract_string(c0.attributes, {span_list}) AS _a,
-                       json_extract_string(r.attributes, {res_list}) AS _r
-                FROM {source} c0 LEFT JOIN resources r USING (resource_id)
+                SELECT c1.*, list_transform(c1._a, lambda x: lower(x)) AS _l
+                FROM (
+                    SELECT c0.*, json_extract_string(c0.attributes, {span_list}) AS _a, lower(c0.name) AS _n, r._r
+                    FROM {source} c0 LEFT JOIN res_x r USING (resource_id)
+                ) c1
             ) c
         )
         ON CONFLICT DO NOTHING
@@ -233,6 +239,8 @@ class StoreWriter:
                         f"{cols.replace('attributes', 'json(attributes) AS attributes')} FROM dim_batch")
             con.execute(f"INSERT INTO {table} SELECT {id_col}, {cols} FROM dim_canon ON CONFLICT DO NOTHING")
             con.execute(f"INSERT OR REPLACE INTO {map_table} SELECT local_key, {id_col} FROM dim_canon")
+            if table == "resources":
+                con.execute(self._res_x_sql)
         finally:
             con.unregister("dim_batch")
 
