@@ -42,8 +42,8 @@ def traces(draw: st.DrawFn, max_spans: int = 12, max_time: int = 24, weird: bool
         choices = [st.none()]
         if i:
             choices.append(st.sampled_from(ids[:i]))
-        if weird:
-            choices += [st.sampled_from(ids), st.just("ff")]
+        if weird:  # any id (cycles), a missing one, one that may exist in another trace only
+            choices += [st.sampled_from(ids), st.just("ff"), st.sampled_from([f"{k:02x}" for k in range(16)])]
         parent = draw(st.one_of(*choices))
         start = draw(st.integers(0, max_time))
         length = draw(st.integers(-3 if weird else 0, max_time))
