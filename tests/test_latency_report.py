@@ -157,7 +157,9 @@ def test_trace_ls_and_show(db: str) -> None:
     data = json.loads(shown.stdout)
     by_name = {s["name"]: s for s in data["spans"]}
     assert by_name["chat gpt-4o"]["critical_ms"] == 30.0 and by_name["execute_tool search"]["self_ms"] == 25.0
-    text = runner.invoke(app, ["trace", "show", tid[:10], "--db", db])
+    text = runner.invoke(app, ["trace", "show", tid, "--db", db])
     assert text.exit_code == 0 and "◆" in text.stdout and "execute_tool search" in text.stdout
+    ambiguous = runner.invoke(app, ["trace", "show", tid[:10], "--db", db])  # all three share the prefix
+    assert ambiguous.exit_code == ExitCode.USAGE
     missing = runner.invoke(app, ["trace", "show", "ffff", "--db", db])
     assert missing.exit_code == ExitCode.USAGE
