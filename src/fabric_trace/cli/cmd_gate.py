@@ -1,0 +1,83 @@
+"""``fabric gate`` and ``fabric diff``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fabric_trace.cli.errors import guarded, stderr_console
+from fabric_trace.cli.options import ConfigOption, FormatOption, LockTimeoutOption, write_report
+from fabric_trace.errors import OutputError, UsageError
+from fabric_trace.render.formats import OutputFormat
+
+_SIDE_HELP = "a fabric database, or trace files/directories/globs (repeat the option for several)"
+
+
+def _write_file(path: str, text: str, what: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write the {what} file {path}: {exc.strerror}") from None
+
+
+def gate_command(
+    baseline: list[str] = typer.Option(..., "--baseline", "-b", help=f"Baseline run: {_SIDE_HELP}."),
+    candidate: list[str] = typer.Option(..., "--candidate", "-c", help=f"Candidate run: {_SIDE_HELP}."),
+    config: Optional[str] = ConfigOption,
+    fmt: OutputFormat = FormatOption,
+    junit: Optional[str] = typer.Option(None, "--junit", help="Also write the checks as JUnit XML to FILE."),
+    markdown: Optional[str] = typer.Option(
+        None, "--markdown", help="Also write a Markdown summary to FILE (e.g. $GITHUB_STEP_SUMMARY)."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="Family-wise significance level (overrides [gate] alpha)."),
+    fail_on_inconclusive: Optional[bool] = typer.Option(
+        None, "--fail-on-inconclusive/--no-fail-on-inconclusive",
+        help="Whether an inconclusive check fails the gate (overrides [gate] fail_on_inconclusive)."),
+    lock_timeout: float = LockTimeoutOption,
+) -> None:
+    """Fail the build on a real regression of the candidate run against the baseline (docs/ci.md).
+
+    Exit codes: 0 pass, 1 a check failed, other codes a tool or input error (docs/exit-codes.md).
+    """
+    from fabric_trace.gate import run_gate
+    from fabric_trace.gate.outputs import github_annotations, headline, junit_xml, markdown_summary
+
+    err = stderr_console()
+    with guarded(err):
+        if alpha is not None and not 0.0 < alpha < 0.5:
+            raise UsageError(f"--alpha must be between 0 and 0.5, got {alpha:g}")
+        run = run_gate(baseline, candidate, config_path=config, lock_timeout=lock_timeout,
+                       alpha=alpha, fail_on_inconclusive=fail_on_inconclusive)
+        if junit:
+            _write_file(junit, junit_xml(run.outcome), "JUnit")
+        if markdown:
+            _write_file(markdown, markdown_summary(run.report), "Markdown")
+        write_report(run.report, fmt)
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            # workflow commands are read from stdout; keep a machine-readable stdout clean
+            stream = sys.stdout if fmt in (OutputFormat.table, OutputFormat.markdown) else sys.stderr
+            for line in github_annotations(run.outcome):
+                print(line, file=stream)
+            stream.flush()
+        err.print(headline(run.outcome), style="bold red" if run.exit_code else "bold green", markup=False)
+    if run.exit_code:
+        raise typer.Exit(run.exit_code)
+
+
+def diff_command(
+    baseline: str = typer.Argument(..., help="Baseline run: a fabric database or a trace file/directory."),
+    candidate: str = typer.Argument(..., help="Candidate run: a fabric database or a trace file/directory."),
+    config: Optional[str] = ConfigOption,
+    fmt: OutputFormat = FormatOption,
+    lock_timeout: float = LockTimeoutOption,
+) -> None:
+    """Structural diff of two runs: edges that appear or disappear, calls per trace, new finding kinds."""
+    from fabric_trace.gate import run_diff
+
+    err = stderr_console()
+    with guarded(err):
+        report = run_diff([baseline], [candidate], config_path=config, lock_timeout=lock_timeout)
+        write_report(report, fmt)

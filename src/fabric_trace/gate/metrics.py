@@ -1,0 +1,278 @@
+"""Per-trace samples of one side (baseline or candidate), read from the derived tables.
+
+:func:`load_side` runs a handful of set-based queries over the views the
+analyzers maintain (``traces``, ``critical_path``, ``findings``, the locality
+tables when present) and the span store, and returns a :class:`SideMetrics`:
+numpy arrays aligned on the side's traces (ordered by trace id). Everything
+the checks and the structural diff compare is a function of these arrays.
+
+Definitions (docs/ci.md, "Metrics"):
+
+* a *call* of role R is a span of role R whose parent is not of role R (a
+  CLIENT -> SERVER -> handler chain of one retrieval counts once);
+* LLM tokens are the input + output tokens of the LLM calls;
+* a *retry* is a span whose previous sibling of the same name (same parent)
+  ended in ERROR before it started;
+* critical-path time of a role is the sum of the critical-path segments
+  attributed to spans of that role.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+
+from fabric_trace.gate.budgets import SEVERITIES
+
+#: Workflow label of traces whose workflow is unknown.
+NO_WORKFLOW = "(none)"
+
+_INDEX_CTE = "WITH t AS (SELECT trace_id, row_number() OVER (ORDER BY trace_id) - 1 AS i FROM traces)"
+
+
+@dataclass
+class Findings:
+    """The side's findings, one row per (trace, analyzer, kind, severity) with a count."""
+
+    trace_index: np.ndarray
+    """Index into the side's traces; -1 for a finding that names no (known) trace."""
+    analyzer: np.ndarray
+    kind: np.ndarray
+    severity_rank: np.ndarray
+    """Position in :data:`~fabric_trace.gate.budgets.SEVERITIES` (unknown severities rank 0)."""
+    count: np.ndarray
+
+
+@dataclass
+class SideMetrics:
+    """Everything the gate reads from one side, aligned on its traces."""
+
+    label: str
+    source: str
+    workflow: np.ndarray
+    duration_ms: np.ndarray
+    has_error: np.ndarray
+    incomplete: int
+    cp_ns: dict[str, np.ndarray]
+    """Critical-path ns per trace, by role (roles with some critical-path time only)."""
+    calls: dict[str, np.ndarray]
+    """Calls per trace, by role."""
+    llm_tokens: np.ndarray
+    retries: np.ndarray
+    findings: Findings
+    cache_lookups: np.ndarray | None = None
+    """Cache lookups with a known outcome per trace (from the locality tables), ``None`` when unknown."""
+    cache_misses: np.ndarray | None = None
+    """Cache misses per trace (same source)."""
+    capabilities: frozenset[str] = field(default_factory=frozenset)
+    """Analyzers whose tables this side has: ``latency``, ``locality``, ``trust``."""
+
+    @property
+    def n(self) -> int:
+        """Number of traces."""
+        return len(self.workflow)
+
+    def workflows(self) -> list[str]:
+        """The workflows present, sorted."""
+        return sorted(set(self.workflow.tolist()))
+
+    def mask(self, workflows: tuple[str, ...] | None) -> np.ndarray:
+        """Boolean mask of the traces of ``workflows`` (``None`` = all traces)."""
+        if workflows is None:
+            return np.ones(self.n, dtype=bool)
+        return np.isin(self.workflow, list(workflows))
+
+    def zeros(self) -> np.ndarray:
+        """A per-trace array of zeros."""
+        return np.zeros(self.n, dtype=float)
+
+    def cp_ms(self, role: str) -> np.ndarray:
+        """Critical-path ms of ``role`` per trace (0 where the role is absent)."""
+        ns = self.cp_ns.get(role)
+        return ns / 1e6 if ns is not None else self.zeros()
+
+    def calls_of(self, role: str) -> np.ndarray:
+        """Calls of ``role`` per trace."""
+        return self.calls.get(role, self.zeros())
+
+    def finding_kind_counts(self, kind: str) -> np.ndarray:
+        """Per-trace count of findings of ``kind`` (any analyzer, any severity)."""
+        return self.findings_per_trace(None, (kind,), None)
+
+    def findings_per_trace(self, analyzer: str | None, kinds: tuple[str, ...] | None,
+                           min_severity: str | None) -> np.ndarray:
+        """Per-trace count of the findings that match the filter."""
+        f = self.findings
+        keep = f.trace_index >= 0
+        if analyzer is not None:
+            keep &= f.analyzer == analyzer
+        if kinds is not None:
+            keep &= np.isin(f.kind, list(kinds))
+        if min_severity is not None:
+            keep &= f.severity_rank >= SEVERITIES.index(min_severity)
+        return np.bincount(f.trace_index[keep], weights=f.count[keep], minlength=self.n).astype(float)
+
+    def findings_total(self, analyzer: str | None, kinds: tuple[str, ...] | None, min_severity: str | None,
+                       traces: np.ndarray) -> float:
+        """Count of matching findings in the selected traces (``traces`` is a mask), plus trace-less ones
+        when every trace is selected."""
+        per_trace = float(self.findings_per_trace(analyzer, kinds, min_severity)[traces].sum())
+        if not traces.all():
+            return per_trace
+        f = self.findings
+        keep = f.trace_index < 0
+        if analyzer is not None:
+            keep &= f.analyzer == analyzer
+        if kinds is not None:
+            keep &= np.isin(f.kind, list(kinds))
+        if min_severity is not None:
+            keep &= f.severity_rank >= SEVERITIES.index(min_severity)
+        return per_trace + float(f.count[keep].sum())
+
+    def finding_kinds(self, analyzer: str | None, min_severity: str | None) -> set[str]:
+        """Finding kinds present that match the filter."""
+        f = self.findings
+        keep = np.ones(len(f.kind), dtype=bool)
+        if analyzer is not None:
+            keep &= f.analyzer == analyzer
+        if min_severity is not None:
+            keep &= f.severity_rank >= SEVERITIES.index(min_severity)
+        return set(f.kind[keep].tolist())
+
+
+def table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Names of the tables and views of the main schema."""
+    rows = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+        "UNION SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' AND NOT internal"
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def capabilities(names: set[str]) -> frozenset[str]:
+    """Which analyzers' tables exist (a table named ``<analyzer>_...``)."""
+    caps = {"latency"} if "traces" in names else set()
+    for prefix in ("locality", "trust"):
+        if any(n.startswith(prefix + "_") for n in names):
+            caps.add(prefix)
+    return frozenset(caps)
+
+
+def load_side(con: duckdb.DuckDBPyConnection, label: str, source: str) -> SideMetrics:
+    """Read the per-trace samples of one (refreshed) store."""
+    names = table_names(con)
+    rows = con.execute(
+        "SELECT coalesce(workflow, ?), duration_ns, has_error, coalesce(incomplete, false) "
+        "FROM traces ORDER BY trace_id", [NO_WORKFLOW]
+    ).fetchall()
+    n = len(rows)
+    workflow = np.array([r[0] for r in rows], dtype=object)
+    duration_ms = np.array([(r[1] or 0) / 1e6 for r in rows], dtype=float)
+    has_error = np.array([bool(r[2]) for r in rows], dtype=bool)
+    incomplete = sum(1 for r in rows if r[3])
+
+    cp_ns = _by_role(con, n, f"""
+        {_INDEX_CTE}
+        SELECT t.i, coalesce(s.role, 'internal') AS role, sum(c.end_ns - c.start_ns)
+        FROM critical_path c JOIN t USING (trace_id)
+        LEFT JOIN span_store s ON s.trace_id = c.trace_id AND s.span_id = c.span_id
+        GROUP BY ALL
+    """)
+    calls = _by_role(con, n, f"""
+        {_INDEX_CTE}
+        SELECT t.i, s.role, count(*)
+        FROM span_store s JOIN t USING (trace_id)
+        LEFT JOIN span_store p ON p.trace_id = s.trace_id AND p.span_id = s.parent_span_id
+        WHERE p.role IS DISTINCT FROM s.role
+        GROUP BY ALL
+    """)
+    llm_tokens = _per_trace(con, n, f"""
+        {_INDEX_CTE}
+        SELECT t.i, sum(coalesce(s.input_tokens, 0) + coalesce(s.output_tokens, 0))
+        FROM span_store s JOIN t USING (trace_id)
+        LEFT JOIN span_store p ON p.trace_id = s.trace_id AND p.span_id = s.parent_span_id
+        WHERE s.role = 'llm' AND p.role IS DISTINCT FROM 'llm'
+        GROUP BY ALL
+    """)
+    retries = _per_trace(con, n, f"""
+        {_INDEX_CTE}
+        SELECT t.i, count(*) FROM (
+            SELECT trace_id, start_ns,
+                   lag(status_code) OVER w AS prev_status, lag(end_ns) OVER w AS prev_end
+            FROM span_store WHERE parent_span_id IS NOT NULL
+            WINDOW w AS (PARTITION BY trace_id, parent_span_id, name ORDER BY start_ns, span_id)
+        ) x JOIN t USING (trace_id)
+        WHERE x.prev_status = 'ERROR' AND x.prev_end <= x.start_ns
+        GROUP BY ALL
+    """)
+    findings = _findings(con, names)
+    cache = _cache_accesses(con, names, n)
+    return SideMetrics(
+        label=label, source=source, workflow=workflow, duration_ms=duration_ms, has_error=has_error,
+        incomplete=incomplete, cp_ns=cp_ns, calls=calls, llm_tokens=llm_tokens, retries=retries,
+        findings=findings, cache_lookups=cache[0] if cache else None, cache_misses=cache[1] if cache else None,
+        capabilities=capabilities(names),
+    )
+
+
+def _per_trace(con: duckdb.DuckDBPyConnection, n: int, sql: str) -> np.ndarray:
+    out = np.zeros(n, dtype=float)
+    for i, value in con.execute(sql).fetchall():
+        out[int(i)] = float(value or 0)
+    return out
+
+
+def _by_role(con: duckdb.DuckDBPyConnection, n: int, sql: str) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for i, role, value in con.execute(sql).fetchall():
+        arr = out.get(role)
+        if arr is None:
+            arr = out[role] = np.zeros(n, dtype=float)
+        arr[int(i)] = float(value or 0)
+    return {role: arr for role, arr in out.items() if arr.any()}
+
+
+def _findings(con: duckdb.DuckDBPyConnection, names: set[str]) -> Findings:
+    if "findings" not in names:
+        empty = np.array([], dtype=object)
+        return Findings(np.array([], dtype=np.int64), empty, empty, np.array([], dtype=np.int64),
+                        np.array([], dtype=float))
+    rows = con.execute(f"""
+        {_INDEX_CTE}
+        SELECT coalesce(t.i, -1), f.analyzer, f.kind, lower(f.severity), count(*)
+        FROM findings f LEFT JOIN t USING (trace_id)
+        GROUP BY ALL ORDER BY ALL
+    """).fetchall()
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    return Findings(
+        trace_index=np.array([int(r[0]) for r in rows], dtype=np.int64),
+        analyzer=np.array([r[1] for r in rows], dtype=object),
+        kind=np.array([r[2] for r in rows], dtype=object),
+        severity_rank=np.array([rank.get(r[3], 0) for r in rows], dtype=np.int64),
+        count=np.array([float(r[4]) for r in rows], dtype=float),
+    )
+
+
+def _cache_accesses(con: duckdb.DuckDBPyConnection, names: set[str], n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Cache lookups and cache misses per trace, from the locality analyzer's ``locality_accesses``.
+
+    Only lookups whose outcome is known (``hit`` or ``miss``) count; ``None`` when the table is absent.
+    """
+    if "locality_accesses" not in names:
+        return None
+    cols = {r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = 'locality_accesses'").fetchall()}
+    if not {"trace_id", "outcome", "access_type"} <= cols:
+        return None
+    lookups, misses = np.zeros(n, dtype=float), np.zeros(n, dtype=float)
+    for i, total, missed in con.execute(f"""
+        {_INDEX_CTE}
+        SELECT t.i, count(*), count(*) FILTER (WHERE a.outcome = 'miss')
+        FROM locality_accesses a JOIN t USING (trace_id)
+        WHERE a.access_type = 'cache' AND a.outcome IN ('hit', 'miss')
+        GROUP BY ALL
+    """).fetchall():
+        lookups[int(i)], misses[int(i)] = float(total), float(missed)
+    return lookups, misses

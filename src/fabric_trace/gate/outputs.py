@@ -1,0 +1,325 @@
+"""What a gate run produces: the verdict report, JUnit XML, Markdown, GitHub annotations.
+
+* :func:`gate_report` - the :class:`~fabric_trace.render.report.Report` the CLI
+  prints (``--format table|json|csv|markdown``); its ``data`` is the JSON
+  document of docs/ci.md ("JSON document").
+* :func:`junit_xml` - one ``<testcase>`` per check, grouped in one
+  ``<testsuite>`` per workflow; failures are ``<failure>``, inconclusive
+  checks ``<skipped>`` (or ``<failure type="inconclusive">`` with
+  ``fail_on_inconclusive``). Deterministic: every ``time`` is ``0``.
+* :func:`markdown_summary` - for ``$GITHUB_STEP_SUMMARY`` or an MR comment.
+* :func:`github_annotations` - ``::error`` / ``::warning`` workflow commands.
+* :func:`diff_report` - the report of ``fabric diff``.
+
+Nothing here prints; every string from span data goes through ``safe_text``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Any
+
+from fabric_trace.gate.checks import CheckResult, GateOutcome, format_value
+from fabric_trace.gate.diff import StructuralDiff
+from fabric_trace.gate.metrics import SideMetrics
+from fabric_trace.render.formats import OutputFormat, render
+from fabric_trace.render.report import Column, Report, Table
+from fabric_trace.render.sanitize import safe_text
+
+#: Version of the JSON document of ``fabric gate --format json``.
+GATE_JSON_VERSION = 1
+
+_VERDICT_ORDER = {"fail": 0, "inconclusive": 1, "pass": 2}
+
+
+@dataclass(frozen=True)
+class SideInfo:
+    """What the report says about one side."""
+
+    label: str
+    source: str
+    kind: str
+    traces: int
+    workflows: dict[str, int]
+    incomplete: int
+
+    @classmethod
+    def of(cls, side: SideMetrics, kind: str) -> SideInfo:
+        """Summarise a loaded side."""
+        wf: dict[str, int] = {}
+        for w in side.workflow.tolist():
+            wf[w] = wf.get(w, 0) + 1
+        return cls(side.label, side.source, kind, side.n, dict(sorted(wf.items())), side.incomplete)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"source": self.source, "kind": self.kind, "traces": self.traces, "workflows": self.workflows,
+                "incomplete_traces": self.incomplete}
+
+
+def _num(value: float | None, digits: int = 6) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return float(f"{value:.{digits}g}")
+
+
+def check_dict(r: CheckResult) -> dict[str, Any]:
+    """One check in the JSON document."""
+    return {
+        "name": r.name, "kind": r.kind, "workflow": r.workflow, "metric": r.metric, "stat": r.stat,
+        "role": r.role, "unit": r.unit, "baseline": _num(r.baseline), "candidate": _num(r.candidate),
+        "delta": _num(r.delta), "delta_pct": _num(r.delta_pct, 4), "threshold": _num(r.threshold),
+        "threshold_text": r.threshold_text, "verdict": r.verdict, "reason": r.reason, "test": r.test,
+        "p_value": _num(r.p_value, 4), "p_adjusted": _num(r.p_adjusted, 4),
+        "ci": [_num(r.ci[0]), _num(r.ci[1])] if r.ci else None,
+        "n_baseline": r.n_baseline, "n_candidate": r.n_candidate, "origin": r.origin, "details": r.details,
+    }
+
+
+def summary_counts(outcome: GateOutcome) -> dict[str, int]:
+    """Counts of checks by verdict."""
+    rs = outcome.results
+    return {"checks": len(rs), "failed": len(outcome.failed), "inconclusive": len(outcome.inconclusive),
+            "passed": sum(1 for r in rs if r.verdict == "pass")}
+
+
+def headline(outcome: GateOutcome) -> str:
+    """One line: the verdict and the counts."""
+    c = summary_counts(outcome)
+    text = f"fabric gate: {outcome.verdict.upper()} ({c['failed']} failed, {c['inconclusive']} inconclusive, " \
+           f"{c['passed']} passed of {c['checks']} checks)"
+    return text
+
+
+def _notes(outcome: GateOutcome, base: SideInfo, cand: SideInfo, tested: int) -> list[str]:
+    s = outcome.settings
+    notes: list[str] = []
+    if outcome.inconclusive:
+        consequence = ("they FAIL the gate (fail_on_inconclusive = true)" if s.fail_on_inconclusive
+                       else "they do NOT fail the gate; set [gate] fail_on_inconclusive = true to make them fail")
+        notes.append(f"WARNING: {len(outcome.inconclusive)} check(s) INCONCLUSIVE (not enough data to decide): "
+                     f"{consequence}")
+    for side in (base, cand):
+        wf = ", ".join(f"{k} {v}" for k, v in side.workflows.items())
+        inc = f"; {side.incomplete} incomplete" if side.incomplete else ""
+        notes.append(f"{side.label}: {side.source} ({side.traces} traces: {wf}{inc})")
+    notes.append(
+        f"a regression fails only when beyond its threshold AND significant at alpha {s.alpha:g} "
+        f"({s.correction}-adjusted across {tested} regression test(s)); at least {s.min_samples} traces per "
+        f"side and workflow are needed")
+    notes.extend(outcome.notes)
+    return notes
+
+
+def _ordered(outcome: GateOutcome) -> list[CheckResult]:
+    indexed = list(enumerate(outcome.results))
+    indexed.sort(key=lambda p: (_VERDICT_ORDER[p[1].verdict], p[0]))
+    return [r for _, r in indexed]
+
+
+def _p_cell(r: CheckResult) -> str | None:
+    if r.p_adjusted is None:
+        return None
+    p = r.p_adjusted
+    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def _value_cell(r: CheckResult, value: float | None, *, delta: bool = False) -> str | None:
+    if r.kind == "structure":
+        return None if value is None else f"{value:g}"
+    if value is None:
+        return None
+    return format_value(value, r.unit, delta=delta)
+
+
+def gate_report(outcome: GateOutcome, base: SideInfo, cand: SideInfo, diff: StructuralDiff | None,
+                exit_code: int) -> Report:
+    """The verdict report (table for humans, ``data`` for ``--format json``)."""
+    rows = []
+    for r in _ordered(outcome):
+        delta = _value_cell(r, r.delta, delta=True)
+        if delta is not None and r.delta_pct is not None and r.kind != "structure":
+            delta += f" ({r.delta_pct:+.1f}%)"
+        rows.append({
+            "verdict": r.verdict.upper(), "check": r.name, "workflow": r.workflow,
+            "baseline": _value_cell(r, r.baseline), "candidate": _value_cell(r, r.candidate),
+            "delta": delta, "threshold": r.threshold_text, "p_adjusted": _p_cell(r), "reason": r.reason,
+        })
+    columns = [
+        Column("verdict", "Verdict"), Column("check", "Check"), Column("workflow", "Workflow"),
+        Column("baseline", "Baseline"), Column("candidate", "Candidate"), Column("delta", "Delta"),
+        Column("threshold", "Threshold"), Column("p_adjusted", "p (adj)"), Column("reason", "Reason"),
+    ]
+    tested = sum(1 for r in outcome.results if r.kind == "regression" and r.p_adjusted is not None)
+    s = outcome.settings
+    data = {
+        "version": GATE_JSON_VERSION,
+        "verdict": outcome.verdict,
+        "exit_code": exit_code,
+        "summary": summary_counts(outcome),
+        "settings": {
+            "alpha": s.alpha, "correction": s.correction, "min_samples": s.min_samples,
+            "min_tail_samples": s.min_tail_samples, "bootstrap_resamples": s.bootstrap_resamples, "seed": s.seed,
+            "fail_on_inconclusive": s.fail_on_inconclusive, "structure_fail_on": list(s.structure.fail_on),
+            "regression_tests": tested,
+        },
+        "baseline": base.as_dict(),
+        "candidate": cand.as_dict(),
+        "checks": [check_dict(r) for r in outcome.results],
+        "structure": [i.as_dict() for i in diff.changes()] if diff is not None else [],
+        "notes": list(outcome.notes),
+    }
+    notes = _notes(outcome, base, cand, tested)
+    return Report(headline(outcome), [Table("checks", "Checks", columns, rows)], data, notes)
+
+
+def markdown_summary(report: Report) -> str:
+    """The report as Markdown (for ``$GITHUB_STEP_SUMMARY`` or a merge-request comment)."""
+    return render(report, OutputFormat.markdown)
+
+
+# -- JUnit ------------------------------------------------------------------------------------------
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "all"
+
+
+def _xml_text(value: object) -> str:
+    """Text safe for XML 1.0 (control characters made visible)."""
+    return safe_text(value, None, multiline=True)
+
+
+def _case_body(r: CheckResult) -> str:
+    lines = [
+        f"check: {r.name}", f"workflow: {r.workflow}", f"verdict: {r.verdict}",
+        f"baseline: {_value_cell(r, r.baseline) or 'n/a'} (n={r.n_baseline})",
+        f"candidate: {_value_cell(r, r.candidate) or 'n/a'} (n={r.n_candidate})",
+        f"delta: {_value_cell(r, r.delta, delta=True) or 'n/a'}", f"threshold: {r.threshold_text}",
+    ]
+    if r.test:
+        lines.append(f"test: {r.test}, p={r.p_value:.3g}, adjusted p={r.p_adjusted:.3g}"
+                     if r.p_value is not None and r.p_adjusted is not None else f"test: {r.test}")
+    lines.append(f"reason: {r.reason}")
+    return "\n".join(lines)
+
+
+def junit_xml(outcome: GateOutcome) -> str:
+    """The results as JUnit XML (the ``testsuites`` document CI systems read)."""
+    suites: dict[str, list[CheckResult]] = {}
+    for r in outcome.results:
+        suites.setdefault(r.workflow, []).append(r)
+    fail_inconclusive = outcome.settings.fail_on_inconclusive
+    root = ET.Element("testsuites", {
+        "name": "fabric gate", "tests": str(len(outcome.results)), "time": "0",
+        "failures": str(len(outcome.failed) + (len(outcome.inconclusive) if fail_inconclusive else 0)),
+        "errors": "0",
+    })
+    for workflow in sorted(suites):
+        cases = suites[workflow]
+        failures = sum(1 for r in cases if r.verdict == "fail" or (fail_inconclusive and r.verdict == "inconclusive"))
+        skipped = sum(1 for r in cases if r.verdict == "inconclusive" and not fail_inconclusive)
+        suite = ET.SubElement(root, "testsuite", {
+            "name": _xml_text(f"fabric gate: {workflow}"), "tests": str(len(cases)), "failures": str(failures),
+            "errors": "0", "skipped": str(skipped), "time": "0",
+        })
+        for r in cases:
+            case = ET.SubElement(suite, "testcase", {
+                "name": _xml_text(r.name), "classname": f"fabric.gate.{_slug(workflow)}", "time": "0",
+            })
+            body = _xml_text(_case_body(r))
+            failed = r.verdict == "fail" or (r.verdict == "inconclusive" and fail_inconclusive)
+            if failed:
+                kind = r.kind if r.verdict == "fail" else "inconclusive"
+                ET.SubElement(case, "failure", {"type": kind, "message": _xml_text(r.reason)}).text = body
+            else:
+                if r.verdict == "inconclusive":
+                    ET.SubElement(case, "skipped", {"message": _xml_text(f"inconclusive: {r.reason}")})
+                ET.SubElement(case, "system-out").text = body
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+# -- GitHub Actions --------------------------------------------------------------------------------
+
+def _gh_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_property(text: str) -> str:
+    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_annotations(outcome: GateOutcome) -> list[str]:
+    """``::error`` lines for failed checks, ``::warning`` for inconclusive ones."""
+    lines = []
+    for r in _ordered(outcome):
+        if r.verdict == "pass":
+            continue
+        level = "error" if r.verdict == "fail" or outcome.settings.fail_on_inconclusive else "warning"
+        title = _gh_property(safe_text(f"fabric gate: {r.name} [{r.workflow}]", 200))
+        prefix = "" if r.verdict == "fail" else "inconclusive: "
+        lines.append(f"::{level} title={title}::{_gh_data(safe_text(prefix + r.reason, 1000))}")
+    return lines
+
+
+# -- fabric diff ------------------------------------------------------------------------------------
+
+def _fmt_p(p: float | None) -> str | None:
+    if p is None:
+        return None
+    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def diff_report(diff: StructuralDiff, base: SideInfo, cand: SideInfo, alpha: float) -> Report:
+    """The report of ``fabric diff``: changed edges, calls per trace, finding kinds."""
+    edge_rows, finding_rows = [], []
+    for item in diff.changes():
+        if item.section == "calls":
+            continue
+        row = {
+            "section": item.section, "item": item.label, "change": item.change,
+            "baseline_traces": item.baseline_traces, "candidate_traces": item.candidate_traces,
+            "baseline_count": item.baseline_count, "candidate_count": item.candidate_count,
+            "p_adjusted": _fmt_p(item.p_adjusted), "significant": item.significant, "severity": item.severity,
+        }
+        (finding_rows if item.section == "findings" else edge_rows).append(row)
+    call_rows = [{
+        "workflow": i.workflow, "role": i.role, "baseline": i.baseline_per_trace, "candidate": i.candidate_per_trace,
+        "delta": i.candidate_per_trace - i.baseline_per_trace, "change": i.change,
+        "p_adjusted": _fmt_p(i.p_adjusted), "significant": i.significant,
+    } for i in diff.items if i.section == "calls" and (i.baseline_count or i.candidate_count)]
+    counts = [Column("baseline_traces", "Baseline traces", "int"), Column("candidate_traces", "Candidate traces", "int"),
+              Column("baseline_count", "Baseline count", "int"), Column("candidate_count", "Candidate count", "int"),
+              Column("p_adjusted", "p (adj)"), Column("significant", "Significant", "bool")]
+    tables = [
+        Table("edges", "Edges that appear or disappear",
+              [Column("section", "Kind"), Column("item", "Edge"), Column("change", "Change"), *counts], edge_rows),
+        Table("calls", "Calls per trace",
+              [Column("workflow", "Workflow"), Column("role", "Role"), Column("baseline", "Baseline", "float"), Column("candidate", "Candidate", "float"),
+               Column("delta", "Delta", "float"), Column("change", "Change"), Column("p_adjusted", "p (adj)"),
+               Column("significant", "Significant", "bool")], call_rows),
+        Table("findings", "Finding kinds on one side only",
+              [Column("item", "Analyzer:kind"), Column("severity", "Max severity"), Column("change", "Change"),
+               *counts], finding_rows),
+    ]
+    significant = [i for i in diff.items if i.significant]
+    changed = len(diff.changes())
+    title = f"fabric diff: {len(significant)} significant of {changed} structural change(s)"
+    notes = [f"{s.label}: {s.source} ({s.traces} traces)" for s in (base, cand)]
+    notes.append(f"significant = beyond the practical threshold and Holm-adjusted p < {alpha:g} "
+                 "(Fisher's exact test on the share of traces; Mann-Whitney U for calls per trace)")
+    notes.extend(diff.notes)
+    data = {
+        "version": GATE_JSON_VERSION,
+        "baseline": base.as_dict(),
+        "candidate": cand.as_dict(),
+        "alpha": alpha,
+        "changes": changed,
+        "significant_changes": len(significant),
+        "items": [i.as_dict() for i in diff.items],
+        "notes": list(diff.notes),
+    }
+    return Report(title, tables, data, notes)

@@ -1,0 +1,85 @@
+"""The ``[gate]`` config section: defaults, validation, merging with the default checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fabric_trace.errors import ConfigError
+from fabric_trace.gate.budgets import METRICS, default_checks, parse_gate_section
+
+
+def test_no_section_gives_the_documented_defaults() -> None:
+    s = parse_gate_section({})
+    assert (s.alpha, s.correction, s.min_samples, s.min_tail_samples) == (0.01, "holm", 20, 5)
+    assert s.fail_on_inconclusive is False
+    assert s.checks == default_checks()
+    metrics = {(c.metric, c.stat) for c in s.checks}
+    assert {("duration", "p50"), ("duration", "p95"), ("critical_path", "mean"), ("findings", "mean")} <= metrics
+    trust = next(c for c in s.checks if c.metric == "findings")
+    assert (trust.analyzer, trust.min_severity, trust.finding_kinds) == ("trust", "high", ("*",))
+    assert all(c.relative is not None and c.absolute is not None for c in s.checks)
+    assert s.structure.fail_on == ("peer_added", "region_added", "trust_crossing_added", "finding_kind_added")
+
+
+def test_configured_check_replaces_the_default_of_the_same_identity() -> None:
+    s = parse_gate_section({"regression": [{"metric": "duration", "stat": "p95", "relative": 0.2, "absolute": 50}]})
+    p95 = [c for c in s.checks if c.metric == "duration" and c.stat == "p95"]
+    assert len(p95) == 1 and (p95[0].relative, p95[0].absolute) == (0.2, 50.0)
+    assert p95[0].origin == "gate.regression[0]"
+    assert len(s.checks) == len(default_checks())
+
+
+def test_defaults_can_be_turned_off() -> None:
+    s = parse_gate_section({"defaults": False, "budget": [{"metric": "duration", "stat": "p99", "max": 3000}]})
+    assert len(s.checks) == 1 and s.checks[0].max == 3000.0 and s.checks[0].kind == "budget"
+
+
+def test_check_fields() -> None:
+    s = parse_gate_section({"defaults": False, "budget": [
+        {"metric": "critical_path", "role": ["retrieval", "rerank"], "stat": "p95", "max": 250,
+         "workflow": "rag-answer"},
+        {"metric": "findings", "analyzer": "trust", "kind": "unguarded_tool_call", "min_severity": "high",
+         "stat": "total", "max": 0, "pooled": True},
+    ]})
+    cp, fnd = s.checks
+    assert cp.roles == ("retrieval", "rerank") and cp.workflows == ("rag-answer",)
+    assert fnd.finding_kinds == ("unguarded_tool_call",) and fnd.pooled and fnd.stat == "total"
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"alpha": 0.7}, "alpha"),
+    ({"alpha": "0.05"}, "alpha"),
+    ({"correction": "fdr"}, "correction"),
+    ({"min_samples": 1}, "min_samples"),
+    ({"bogus": 1}, "unknown key"),
+    ({"fail_on_inconclusive": "yes"}, "fail_on_inconclusive"),
+    ({"budget": {"metric": "duration"}}, "array of tables"),
+    ({"budget": [{"metric": "latency", "max": 1}]}, "unknown or missing metric"),
+    ({"budget": [{"metric": "duration", "stat": "p42", "max": 1}]}, "stat 'p42'"),
+    ({"budget": [{"metric": "duration"}]}, "needs max"),
+    ({"budget": [{"metric": "error_rate", "max": 5}]}, "fraction"),
+    ({"budget": [{"metric": "critical_path", "max": 5}]}, "needs a role"),
+    ({"budget": [{"metric": "duration", "role": "llm", "max": 5}]}, "takes no role"),
+    ({"budget": [{"metric": "duration", "kind": "x", "max": 5}]}, "only apply to metric findings"),
+    ({"budget": [{"metric": "findings", "min_severity": "urgent", "max": 5}]}, "min_severity"),
+    ({"regression": [{"metric": "duration", "stat": "max"}]}, "not valid"),
+    ({"regression": [{"metric": "duration", "relative": 0, "absolute": 0}]}, "cannot both be 0"),
+    ({"regression": [{"metric": "error_rate", "test": "mannwhitney"}]}, "test must be"),
+    ({"regression": [{"metric": "duration", "workflow": []}]}, "non-empty list"),
+    ({"structure": {"fail_on": ["everything"]}}, "fail_on"),
+    ({"structure": {"min_traces": 0}}, "min_traces"),
+])
+def test_bad_values_raise_config_errors(section: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_gate_section(section)
+
+
+def test_every_metric_is_documented() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text()
+    gate = text[text.index("## `[gate]`"):]
+    for name in METRICS:
+        assert f"`{name}`" in gate, name
