@@ -12,6 +12,7 @@ from fabric_trace import __version__
 from fabric_trace.cli import cmd_demo, cmd_ingest, cmd_latency, cmd_query, cmd_trace
 from fabric_trace.cli import cmd_gate
 from fabric_trace.cli import cmd_trust
+from fabric_trace.cli import cmd_locality
 
 app = typer.Typer(
     name="fabric",
@@ -34,6 +35,7 @@ app.command("demo")(cmd_demo.demo_command)
 app.command("analyze")(cmd_demo.analyze_command)
 report_app.command("latency")(cmd_latency.latency_command)
 report_app.command("trust")(cmd_trust.trust_command)
+report_app.command("locality")(cmd_locality.locality_command)
 app.command("gate")(cmd_gate.gate_command)
 app.command("diff")(cmd_gate.diff_command)
 

@@ -1,0 +1,80 @@
+"""The state-locality analyzer: where the state a step needs lives, and what misses cost.
+
+``derive`` runs after the latency analyzer (it reads ``latency_spans`` for the
+critical path and ``latency_traces`` for end-to-end durations) and writes:
+
+* ``locality_access_store`` -> view ``locality_accesses``: one row per state
+  access (cache lookup, LLM prefix cache, retrieval / vector store / memory /
+  database call, cross-service call) with its outcome, where the caller and
+  the serving side run, and how much critical-path time it holds
+  (:mod:`fabric_trace.analyzers.locality_sql`);
+* ``locality_trace_store``: per trace, the critical-path time inside misses
+  and remote accesses and the what-if end-to-end duration
+  (:mod:`fabric_trace.analyzers.locality_whatif`);
+* findings ``cache_miss``, ``prefix_cache_miss``, ``cross_zone``,
+  ``cross_region``, ``redundant_fetch`` and ``session_redundant_fetch``
+  (:mod:`fabric_trace.analyzers.locality_findings`).
+
+Every rule is in docs/locality.md; the config keys in docs/config.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+from fabric_trace.analyzers import Analyzer
+from fabric_trace.analyzers import locality_rules as R
+from fabric_trace.analyzers import locality_sql as Q
+from fabric_trace.analyzers.locality_rules import LocalityConfig
+
+#: Columns of the ``locality_accesses`` view (docs/locality.md), in order.
+ACCESS_COLUMNS = (
+    "trace_id", "span_id", "session_id", "store", "access_type", "outcome", "outcome_source",
+    "caller_service", "caller_region", "caller_zone", "caller_location",
+    "server_service", "server_region", "server_zone", "server_location", "remote",
+    "start_ns", "duration_ns", "cost_ns", "critical_ns", "key", "backing_span_ids",
+)
+
+_VIEW = f"""
+CREATE OR REPLACE VIEW locality_accesses AS
+SELECT {', '.join(ACCESS_COLUMNS)} FROM locality_access_store
+"""
+
+_TEMP_TABLES = ("_loc_peer", "_loc_tsess", "_loc_raw", "_loc_cand", "_loc_srv", "_loc_writes", "_loc_backing",
+                "_loc_crit", "_loc_trace_crit", "_loc_tix", "_loc_idx")
+
+
+def derive(con: duckdb.DuckDBPyConnection, config: Any) -> None:
+    """Recompute the locality tables and findings for the whole store (inside refresh's transaction)."""
+    from fabric_trace.analyzers import locality_findings, locality_whatif
+
+    cfg = LocalityConfig.from_config(config)
+    con.execute("CREATE OR REPLACE TEMP TABLE _loc_peer (pos INTEGER, pattern VARCHAR, is_glob BOOLEAN, "
+                "region VARCHAR, zone VARCHAR)")
+    rows = R.peer_rows(cfg)
+    if rows:
+        con.executemany("INSERT INTO _loc_peer VALUES (?, ?, ?, ?, ?)", rows)
+    spans = locality_whatif.build_index(con)  # -> _loc_tix, _loc_idx
+    con.execute(Q.TSESS_SQL)
+    con.execute(Q.raw_sql(cfg))
+    con.execute(Q.candidates_sql(cfg))
+    con.execute(Q.SERVERS_SQL)
+    con.execute(Q.WRITES_SQL)
+    con.execute(Q.BACKING_SQL)
+    locality_whatif.critical_inputs(con, spans)  # -> _loc_crit
+    con.execute(Q.accesses_sql(cfg))
+    locality_whatif.trace_critical(con, spans)
+    locality_whatif.what_if(con, spans)
+    con.execute(_VIEW)
+    locality_findings.insert_findings(con, cfg)
+    for tmp in _TEMP_TABLES:
+        con.execute(f"DROP TABLE IF EXISTS {tmp}")
+
+
+ANALYZER = Analyzer(
+    name="locality",
+    summary="State locality: cache and prefix-cache misses, cross-zone/region access, redundant fetches.",
+    derive=derive,
+)

@@ -1,0 +1,37 @@
+"""``fabric report locality``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from fabric_trace.analyzers.locality_report import LocalityOptions, build_locality_report
+from fabric_trace.cli.errors import guarded, stderr_console
+from fabric_trace.cli.options import (
+    ConfigOption, DbOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
+    WorkflowOption, db_path, report_filter, write_report,
+)
+from fabric_trace.render.formats import OutputFormat
+from fabric_trace.service import open_analyzed
+
+
+def locality_command(
+    db: Optional[str] = DbOption,
+    fmt: OutputFormat = FormatOption,
+    workflow: Optional[list[str]] = WorkflowOption,
+    since: Optional[str] = SinceOption,
+    until: Optional[str] = UntilOption,
+    where: Optional[str] = WhereOption,
+    top: int = typer.Option(20, "--top", min=1, help="Stores listed by the table formats (JSON lists all)."),
+    config: Optional[str] = ConfigOption,
+    lock_timeout: float = LockTimeoutOption,
+) -> None:
+    """Where the state lives: cache and prefix-cache misses, cross-zone/region access, redundant fetches,
+    what they cost on the critical path, and a what-if."""
+    err = stderr_console()
+    with guarded(err):
+        flt = report_filter(workflow, since, until, where)
+        with open_analyzed(db_path(db), config, lock_timeout=lock_timeout) as con:
+            report = build_locality_report(con, LocalityOptions(filter=flt, top=top))
+        write_report(report, fmt)
