@@ -43,12 +43,15 @@ class SpanArrays:
     has_parent: Bool
     """The span names a parent (not NULL / empty)."""
     start: I64
+    """Start, ns."""
     end: I64
+    """End as recorded (may be < start), ns."""
     async_edge: Bool
     """PRODUCER parent, CONSUMER child."""
     same_clock: Bool
     """Same host (or, without hosts, same service) as the parent."""
     error: Bool
+    """Status ERROR."""
     copies: I64
     """Copies of this span id seen before deduplication."""
 
@@ -58,9 +61,13 @@ class MetricsBatch:
     """Results for a set of traces, as Arrow tables (see docs/critical-path.md)."""
 
     traces: pa.Table
+    """One row per trace (facts), sorted by trace_id."""
     spans: pa.Table
+    """One row per distinct span id: self time, critical-path time, depth..."""
     segments: pa.Table
+    """Critical-path segments of every root, in time order per root."""
     repairs: pa.Table
+    """Repair records, sorted like :meth:`~fabric_trace.graph.model.Repair.sort_key`."""
 
 
 @dataclass
@@ -108,7 +115,7 @@ def _adjust_skew(a: SpanArrays, par: I64, end: I64, depth: I64, skewed: Bool, ma
     s, e = a.start[sub].tolist(), end[sub].tolist()
     same, asy = a.same_clock[sub].tolist(), a.async_edge[sub].tolist()
     sh = [0] * len(sub)
-    out: list[tuple[int, int, int]] = []
+    out: list[tuple[int, int, bool]] = []
     for v in np.argsort(depth[sub], kind="stable").tolist():
         p = ploc[v]
         if p < 0:
