@@ -26,7 +26,9 @@ from fabric_trace.ingest.batch import (
 from fabric_trace.ingest.limits import Limits
 from fabric_trace.ingest.otlp_proto import decode_otlp_proto
 
-SAMPLES = Path("/work/shared/data/otlp-samples/generated")
+from conftest import SAMPLES as _ALL_SAMPLES
+
+SAMPLES = _ALL_SAMPLES / "generated"
 F = {name: i for i, name in enumerate(SPAN_FIELDS)}
 
 # ----------------------------------------------------------------------------- builders
