@@ -25,14 +25,17 @@ def _write_file(path: str, text: str, what: str) -> None:
 
 
 def gate_command(
-    baseline: list[str] = typer.Option(..., "--baseline", "-b", help=f"Baseline run: {_SIDE_HELP}."),
-    candidate: list[str] = typer.Option(..., "--candidate", "-c", help=f"Candidate run: {_SIDE_HELP}."),
+    baseline: list[str] = typer.Option(..., "--baseline", "-b", metavar="PATH", help=f"Baseline run: {_SIDE_HELP}."),
+    candidate: list[str] = typer.Option(..., "--candidate", "-c", metavar="PATH",
+                                        help=f"Candidate run: {_SIDE_HELP}."),
     config: Optional[str] = ConfigOption,
     fmt: OutputFormat = FormatOption,
-    junit: Optional[str] = typer.Option(None, "--junit", help="Also write the checks as JUnit XML to FILE."),
+    junit: Optional[str] = typer.Option(None, "--junit", metavar="FILE",
+                                        help="Also write the checks as JUnit XML to FILE."),
     markdown: Optional[str] = typer.Option(
-        None, "--markdown", help="Also write a Markdown summary to FILE (e.g. $GITHUB_STEP_SUMMARY)."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="Family-wise significance level (overrides [gate] alpha)."),
+        None, "--markdown", metavar="FILE", help="Also write a Markdown summary to FILE (e.g. $GITHUB_STEP_SUMMARY)."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", metavar="A",
+                                          help="Family-wise significance level (overrides [gate] alpha)."),
     fail_on_inconclusive: Optional[bool] = typer.Option(
         None, "--fail-on-inconclusive/--no-fail-on-inconclusive",
         help="Whether an inconclusive check fails the gate (overrides [gate] fail_on_inconclusive)."),
@@ -68,8 +71,10 @@ def gate_command(
 
 
 def diff_command(
-    baseline: str = typer.Argument(..., help="Baseline run: a fabric database or a trace file/directory."),
-    candidate: str = typer.Argument(..., help="Candidate run: a fabric database or a trace file/directory."),
+    baseline: str = typer.Argument(..., metavar="BASELINE",
+                                   help="Baseline run: a fabric database or a trace file/directory."),
+    candidate: str = typer.Argument(..., metavar="CANDIDATE",
+                                    help="Candidate run: a fabric database or a trace file/directory."),
     config: Optional[str] = ConfigOption,
     fmt: OutputFormat = FormatOption,
     lock_timeout: float = LockTimeoutOption,

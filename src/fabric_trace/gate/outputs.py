@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
-from fabric_trace.gate.checks import CheckResult, GateOutcome, format_value
+from fabric_trace.gate.results import CheckResult, GateOutcome, format_value, p_text
 from fabric_trace.gate.diff import StructuralDiff
 from fabric_trace.gate.metrics import SideMetrics
 from fabric_trace.render.formats import OutputFormat, render
@@ -120,11 +120,8 @@ def _ordered(outcome: GateOutcome) -> list[CheckResult]:
     return [r for _, r in indexed]
 
 
-def _p_cell(r: CheckResult) -> str | None:
-    if r.p_adjusted is None:
-        return None
-    p = r.p_adjusted
-    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
+def _p_cell(p: float | None) -> str | None:
+    return None if p is None else p_text(p)
 
 
 def _value_cell(r: CheckResult, value: float | None, *, delta: bool = False) -> str | None:
@@ -146,7 +143,7 @@ def gate_report(outcome: GateOutcome, base: SideInfo, cand: SideInfo, diff: Stru
         rows.append({
             "verdict": r.verdict.upper(), "check": r.name, "workflow": r.workflow,
             "baseline": _value_cell(r, r.baseline), "candidate": _value_cell(r, r.candidate),
-            "delta": delta, "threshold": r.threshold_text, "p_adjusted": _p_cell(r), "reason": r.reason,
+            "delta": delta, "threshold": r.threshold_text, "p_adjusted": _p_cell(r.p_adjusted), "reason": r.reason,
         })
     columns = [
         Column("verdict", "Verdict"), Column("check", "Check"), Column("workflow", "Workflow"),
@@ -267,12 +264,6 @@ def github_annotations(outcome: GateOutcome) -> list[str]:
 
 # -- fabric diff ------------------------------------------------------------------------------------
 
-def _fmt_p(p: float | None) -> str | None:
-    if p is None:
-        return None
-    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
-
-
 def diff_report(diff: StructuralDiff, base: SideInfo, cand: SideInfo, alpha: float) -> Report:
     """The report of ``fabric diff``: changed edges, calls per trace, finding kinds."""
     edge_rows, finding_rows = [], []
@@ -283,13 +274,13 @@ def diff_report(diff: StructuralDiff, base: SideInfo, cand: SideInfo, alpha: flo
             "section": item.section, "item": item.label, "change": item.change,
             "baseline_traces": item.baseline_traces, "candidate_traces": item.candidate_traces,
             "baseline_count": item.baseline_count, "candidate_count": item.candidate_count,
-            "p_adjusted": _fmt_p(item.p_adjusted), "significant": item.significant, "severity": item.severity,
+            "p_adjusted": _p_cell(item.p_adjusted), "significant": item.significant, "severity": item.severity,
         }
         (finding_rows if item.section == "findings" else edge_rows).append(row)
     call_rows = [{
         "workflow": i.workflow, "role": i.role, "baseline": i.baseline_per_trace, "candidate": i.candidate_per_trace,
         "delta": i.candidate_per_trace - i.baseline_per_trace, "change": i.change,
-        "p_adjusted": _fmt_p(i.p_adjusted), "significant": i.significant,
+        "p_adjusted": _p_cell(i.p_adjusted), "significant": i.significant,
     } for i in diff.items if i.section == "calls" and (i.baseline_count or i.candidate_count)]
     counts = [Column("baseline_traces", "Baseline traces", "int"), Column("candidate_traces", "Candidate traces", "int"),
               Column("baseline_count", "Baseline count", "int"), Column("candidate_count", "Candidate count", "int"),
