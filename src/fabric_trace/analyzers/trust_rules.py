@@ -1,7 +1,8 @@
 """The trust findings (docs/trust.md, "Findings"), set-based over tree positions.
 
 Every rule is one SQL statement over the temp tables :mod:`.trust` builds
-(``_trust_pos`` tree positions keyed by ``span_store.rowid``, ``trust_crossing_store`` crossings).
+(``_trust_pos``: tree positions in ``span_store`` scan order, read with ``POSITIONAL JOIN``;
+``trust_crossing_store``: the crossings).
 "Before T" always means *before T in depth-first order* (children by start
 time): ``enter(P) < enter(T)`` holds exactly when P is an ancestor of T or
 lies in an earlier sibling subtree of T or of one of T's ancestors
@@ -58,23 +59,25 @@ def _quoted(values: tuple[str, ...]) -> str:
 TOOL_SQL = (f"(s.role = 'tool' OR (s.tool_name IS NOT NULL AND s.role IN ({_quoted(_TOOLISH_ROLES)})))")
 
 
-def _decision_sql(a: str) -> str:
-    """SQL: the normalised decision (allow, deny, unknown) of policy span ``a``."""
-    keys = DECISION_KEYS + DENY_FLAGS + ALLOW_FLAGS
-    paths = "[" + ", ".join(f"'$.\"{k}\"'" for k in keys) + "]"
-    v = f"json_extract_string({a}.attributes, {paths})"
+_DECISION_PATHS = "[" + ", ".join(f"'$.\"{k}\"'" for k in DECISION_KEYS + DENY_FLAGS + ALLOW_FLAGS) + "]"
+
+
+def _decision_sql(v: str) -> str:
+    """SQL: the normalised decision (allow, deny, unknown) from ``v``, the list of
+    ``json_extract_string(attributes, _DECISION_PATHS)``."""
     n1, n2 = len(DECISION_KEYS), len(DECISION_KEYS) + len(DENY_FLAGS)
-    raw = "coalesce(" + ", ".join(f"v[{i}]" for i in range(1, n1 + 1)) + ")"
-    deny = "coalesce(" + ", ".join(f"v[{i}]" for i in range(n1 + 1, n2 + 1)) + ")"
-    allow = "coalesce(" + ", ".join(f"v[{i}]" for i in range(n2 + 1, len(keys) + 1)) + ")"
-    return f"""(SELECT CASE WHEN lower(trim({raw})) IN ({_quoted(ALLOW_VALUES)}) THEN 'allow'
+    n3 = n2 + len(ALLOW_FLAGS)
+    raw = "coalesce(" + ", ".join(f"{v}[{i}]" for i in range(1, n1 + 1)) + ")"
+    deny = "coalesce(" + ", ".join(f"{v}[{i}]" for i in range(n1 + 1, n2 + 1)) + ")"
+    allow = "coalesce(" + ", ".join(f"{v}[{i}]" for i in range(n2 + 1, n3 + 1)) + ")"
+    return f"""CASE WHEN lower(trim({raw})) IN ({_quoted(ALLOW_VALUES)}) THEN 'allow'
                     WHEN lower(trim({raw})) IN ({_quoted(DENY_VALUES)}) THEN 'deny'
                     WHEN {raw} IS NOT NULL THEN 'unknown'
                     WHEN lower({deny}) = 'true' THEN 'deny'
                     WHEN lower({deny}) = 'false' THEN 'allow'
                     WHEN lower({allow}) = 'true' THEN 'allow'
                     WHEN lower({allow}) = 'false' THEN 'deny'
-                    ELSE 'unknown' END FROM (SELECT {v} AS v))"""
+                    ELSE 'unknown' END"""
 
 
 _TOOLS = f"""
@@ -87,70 +90,74 @@ SELECT tool_name,
 FROM names;
 
 CREATE OR REPLACE TEMP TABLE _trust_tool0 AS
-SELECT p.srow, p.trace_no, p.enter, p.exit, p.tool_anc, s.trace_id, s.span_id, s.tool_name, s.tool_call_id,
-       z.zone, coalesce(v.privileged, false) AS privileged
-FROM span_store s JOIN _trust_pos p ON p.srow = s.rowid
-JOIN _trust_res z ON z.resource_id = s.resource_id
-LEFT JOIN _trust_priv v ON v.tool_name = s.tool_name
+SELECT p.pos, p.trace_no, p.enter, p.exit, p.tool_anc, s.trace_id, s.span_id, s.tool_name, s.tool_call_id,
+       s.resource_id
+FROM span_store s POSITIONAL JOIN _trust_pos p
 WHERE {TOOL_SQL};
 
 -- nested spans of one tool execution (same call id, else same name) count once: the outermost
 CREATE OR REPLACE TEMP TABLE _trust_tool AS
-SELECT t.* FROM _trust_tool0 t LEFT JOIN _trust_tool0 a ON a.srow = t.tool_anc
-WHERE a.srow IS NULL OR NOT (
+SELECT t.*, z.zone, coalesce(v.privileged, false) AS privileged
+FROM _trust_tool0 t LEFT JOIN _trust_tool0 a ON a.pos = t.tool_anc
+JOIN _trust_res z ON z.resource_id = t.resource_id
+LEFT JOIN _trust_priv v ON v.tool_name = t.tool_name
+WHERE a.pos IS NULL OR NOT (
       (t.tool_call_id IS NOT NULL AND a.tool_call_id IS NOT NULL AND t.tool_call_id = a.tool_call_id)
       OR ((t.tool_call_id IS NULL OR a.tool_call_id IS NULL) AND t.tool_name IS NOT DISTINCT FROM a.tool_name));
 
 CREATE OR REPLACE TEMP TABLE _trust_pol AS
-SELECT p.srow, p.trace_no, s.span_id, s.tool_call_id AS pid, s.tool_name AS pname, {_decision_sql('s')} AS decision,
-       p.enter
-FROM span_store s JOIN _trust_pos p ON p.srow = s.rowid
-WHERE s.role = 'policy';
+SELECT p.pos, p.trace_no, d.span_id, d.pid, d.pname, {_decision_sql('d.v')} AS decision, p.enter
+FROM (SELECT s.rowid AS srow, s.span_id, s.tool_call_id AS pid, s.tool_name AS pname,
+             json_extract_string(s.attributes, {_DECISION_PATHS}) AS v
+      FROM span_store s WHERE s.role = 'policy') d
+JOIN _trust_pos p ON p.srow = d.srow;
 
 -- The latest decision before each tool that concerns it: same call id; else (a call id missing
 -- on either side) same tool name; a decision naming neither concerns every tool.
 CREATE OR REPLACE TEMP TABLE _trust_guard AS
 WITH q AS (
-    SELECT t.srow, p.span_id AS pspan, p.enter AS penter, p.decision
+    SELECT t.pos, p.span_id AS pspan, p.enter AS penter, p.decision
     FROM _trust_tool t ASOF JOIN _trust_pol p
       ON p.trace_no = t.trace_no AND p.pid = t.tool_call_id AND t.enter > p.enter
     UNION ALL
-    SELECT t.srow, p.span_id, p.enter, p.decision
+    SELECT t.pos, p.span_id, p.enter, p.decision
     FROM (SELECT * FROM _trust_tool WHERE tool_call_id IS NOT NULL) t
     ASOF JOIN (SELECT * FROM _trust_pol WHERE pid IS NULL) p
       ON p.trace_no = t.trace_no AND p.pname = t.tool_name AND t.enter > p.enter
     UNION ALL
-    SELECT t.srow, p.span_id, p.enter, p.decision
+    SELECT t.pos, p.span_id, p.enter, p.decision
     FROM (SELECT * FROM _trust_tool WHERE tool_call_id IS NULL) t ASOF JOIN _trust_pol p
       ON p.trace_no = t.trace_no AND p.pname = t.tool_name AND t.enter > p.enter
     UNION ALL
-    SELECT t.srow, p.span_id, p.enter, p.decision
+    SELECT t.pos, p.span_id, p.enter, p.decision
     FROM _trust_tool t ASOF JOIN (SELECT * FROM _trust_pol WHERE pid IS NULL AND pname IS NULL) p
       ON p.trace_no = t.trace_no AND t.enter > p.enter
 )
-SELECT srow, arg_max(pspan, penter) AS pspan, max(penter) AS penter, arg_max(decision, penter) AS decision
-FROM q GROUP BY srow;
+SELECT pos, arg_max(pspan, penter) AS pspan, max(penter) AS penter, arg_max(decision, penter) AS decision
+FROM q GROUP BY pos;
 
 -- Untrusted content: retrieval steps, calls into external zones, spans entered from one.
 CREATE OR REPLACE TEMP TABLE _trust_src AS
-SELECT p.srow, p.trace_no, p.enter, p.exit, s.span_id, 'retrieval' AS source_kind, z.zone AS source_zone
-FROM span_store s JOIN _trust_pos p ON p.srow = s.rowid JOIN _trust_res z ON z.resource_id = s.resource_id
+SELECT p.trace_no, p.enter, p.exit, s.span_id, 'retrieval' AS source_kind, z.zone AS source_zone
+FROM span_store s POSITIONAL JOIN _trust_pos p JOIN _trust_res z ON z.resource_id = s.resource_id
 WHERE s.role = 'retrieval'
 UNION ALL
-SELECT p.srow, p.trace_no, p.enter, p.exit, x.parent_span_id, 'external', x.to_zone
-FROM trust_crossing_store x JOIN _trust_pos p ON p.srow = x.anchor_srow
+SELECT x.trace_no, p.enter, p.exit, x.parent_span_id, 'external', x.to_zone
+FROM trust_crossing_store x JOIN _trust_pos p ON p.pos = x.anchor_pos
 WHERE x.crossing = 'peer' AND x.to_kind = 'external'
 UNION ALL
-SELECT p.srow, p.trace_no, p.enter, p.exit, x.child_span_id, 'external', x.from_zone
-FROM trust_crossing_store x JOIN _trust_pos p ON p.srow = x.to_srow
+SELECT x.trace_no, p.enter, p.exit, x.child_span_id, 'external', x.from_zone
+FROM trust_crossing_store x JOIN _trust_pos p ON p.pos = x.to_pos
 WHERE x.crossing = 'call' AND x.from_kind = 'external';
 
 CREATE OR REPLACE TEMP TABLE _trust_llm AS
-SELECT p.srow, p.trace_no, p.enter, p.exit, s.span_id FROM span_store s JOIN _trust_pos p ON p.srow = s.rowid
+SELECT p.trace_no, p.enter, p.exit, s.span_id FROM span_store s POSITIONAL JOIN _trust_pos p
 WHERE s.role = 'llm';
 
 CREATE OR REPLACE TEMP TABLE _trust_egress AS
-SELECT x.*, p.trace_no, p.enter FROM trust_crossing_store x JOIN _trust_pos p ON p.srow = x.anchor_srow
+SELECT x.trace_id, x.parent_span_id, x.from_zone, x.to_zone, x.to_kind, x.peer, x.protocol, x.trace_no,
+       x.anchor_pos
+FROM trust_crossing_store x
 WHERE x.crossing IN ('peer', 'call') AND x.from_kind = 'internal' AND x.to_kind IN ('external', 'provider');
 """
 
@@ -166,18 +173,16 @@ SELECT 'trust', CASE WHEN g.pspan IS NULL THEN 'unguarded_tool_call' ELSE 'denie
        END,
        json_object('tool_name', t.tool_name, 'tool_call_id', t.tool_call_id, 'privileged', t.privileged,
                    'zone', t.zone, 'policy_span_id', g.pspan, 'decision', g.decision)
-FROM _trust_tool t LEFT JOIN _trust_guard g ON g.srow = t.srow
+FROM _trust_tool t LEFT JOIN _trust_guard g ON g.pos = t.pos
 WHERE g.pspan IS NULL OR g.decision = 'deny'
 UNION ALL
 -- external_egress / provider_egress
 SELECT 'trust', CASE WHEN e.to_kind = 'provider' THEN 'provider_egress' ELSE 'external_egress' END,
        CASE WHEN e.to_kind = 'provider' THEN 'info' ELSE 'medium' END,
        e.trace_id, e.parent_span_id,
-       CASE WHEN e.to_kind = 'provider' THEN 'model call from zone ' || e.from_zone || ' to ' || e.to_zone
-            ELSE 'call from zone ' || e.from_zone || ' leaves the organisation to ' || e.to_zone END,
-       json_object('from_zone', e.from_zone, 'to_zone', e.to_zone, 'peer', e.peer, 'protocol', e.protocol,
-                   'operation', e.operation, 'scheme', e.scheme, 'child_span_id', e.child_span_id,
-                   'error', e.error)
+       CASE WHEN e.to_kind = 'provider' THEN 'model call to ' || e.to_zone
+            ELSE 'call leaves the organisation to ' || e.to_zone END,
+       json_object('from_zone', e.from_zone, 'to_zone', e.to_zone, 'peer', e.peer, 'protocol', e.protocol)
 FROM _trust_egress e
 UNION ALL
 -- untrusted_input_to_privileged_tool
@@ -190,16 +195,15 @@ SELECT 'trust', 'untrusted_input_to_privileged_tool', 'high', t.trace_id, t.span
 FROM (SELECT * FROM _trust_tool WHERE privileged) t
 ASOF JOIN _trust_llm l ON l.trace_no = t.trace_no AND t.enter > l.exit
 ASOF JOIN _trust_src s ON s.trace_no = l.trace_no AND l.enter > s.exit
-LEFT JOIN _trust_guard g ON g.srow = t.srow
+LEFT JOIN _trust_guard g ON g.pos = t.pos
 WHERE g.pspan IS NULL OR g.penter < s.enter
 UNION ALL
 -- plaintext_crossing
 SELECT 'trust', 'plaintext_crossing',
        CASE WHEN x.to_kind <> 'internal' OR x.from_kind <> 'internal' THEN 'high' ELSE 'low' END,
        x.trace_id, coalesce(x.parent_span_id, x.child_span_id),
-       'plaintext http:// crossing from zone ' || x.from_zone || ' to ' || x.to_zone,
-       json_object('from_zone', x.from_zone, 'to_zone', x.to_zone, 'peer', x.peer, 'protocol', x.protocol,
-                   'operation', x.operation, 'crossing', x.crossing, 'child_span_id', x.child_span_id)
+       'plaintext http:// from zone ' || x.from_zone || ' to ' || x.to_zone,
+       json_object('from_zone', x.from_zone, 'to_zone', x.to_zone, 'peer', x.peer, 'crossing', x.crossing)
 FROM trust_crossing_store x
 WHERE x.scheme = 'http' AND (x.peer IS NULL OR x.peer NOT IN (SELECT host FROM _trust_exempt))
 """
@@ -210,8 +214,9 @@ WITH actions AS (
     SELECT t.trace_no, t.enter, t.span_id, 'privileged_tool' AS action, t.tool_name AS name
     FROM _trust_tool t SEMI JOIN _trust_anon USING (trace_no) WHERE t.privileged
     UNION ALL
-    SELECT e.trace_no, e.enter, e.parent_span_id, 'external_call', e.to_zone
-    FROM _trust_egress e SEMI JOIN _trust_anon USING (trace_no) WHERE e.to_kind = 'external'
+    SELECT e.trace_no, p.enter, e.parent_span_id, 'external_call', e.to_zone
+    FROM _trust_egress e SEMI JOIN _trust_anon USING (trace_no) JOIN _trust_pos p ON p.pos = e.anchor_pos
+    WHERE e.to_kind = 'external'
 ), per AS (
     SELECT a.trace_no, arg_min(a.span_id, a.enter) AS first_span,
            count(*) FILTER (WHERE action = 'privileged_tool') AS privileged_tools,
