@@ -158,6 +158,8 @@ def _repeats(group: np.ndarray, is_write: np.ndarray, order_keys: tuple[np.ndarr
     each trace in an epoch counts, and only when the epoch's first read is in
     another trace.
     """
+    if len(group) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     order = np.lexsort(tuple(reversed((group,) + order_keys)))
     g, w = group[order], is_write[order]
     new = np.ones(len(g), bool)

@@ -53,8 +53,17 @@ def raw_sql(cfg: LocalityConfig) -> str:
                AS fingerprint,
            CASE WHEN s.role = 'retrieval' THEN {x}[{idx["gen_ai.data_source.id"]}] END AS data_source
     FROM span_store s
-    WHERE s.kind <> 'SERVER' AND s.kind <> 'CONSUMER' AND ({role_or} OR {cache_or})
+    WHERE s.kind <> 'SERVER' AND s.kind <> 'CONSUMER' AND ({role_or} OR {cache_or} OR {_has_hit_key(cfg)})
     """
+
+
+def _has_hit_key(cfg: LocalityConfig) -> str:
+    """A cheap superset test for "the span may carry a hit attribute" (spans of other roles)."""
+    keys = cfg.hit_attributes
+    if all("cache" in k for k in keys):
+        return "contains(CAST(s.attributes AS VARCHAR), 'cache')"
+    return "(" + " OR ".join(f"contains(CAST(s.attributes AS VARCHAR), {sql_str(chr(34) + k + chr(34))})"
+                             for k in keys) + ")"
 
 
 def candidates_sql(cfg: LocalityConfig) -> str:
@@ -153,7 +162,7 @@ WITH m AS (
 )
 SELECT access_i AS i, list(span_id ORDER BY start_ns, span_id) AS backing_span_ids,
        list(i ORDER BY start_ns, span_id) AS backing_i,
-       sum(greatest(end_ns - start_ns, 0)) AS backing_ns
+       sum(greatest(end_ns - start_ns, 0))::BIGINT AS backing_ns
 FROM sib
 WHERE refill_start IS NOT NULL OR (k = 1 AND is_fetch)
 GROUP BY access_i
@@ -225,7 +234,7 @@ def accesses_sql(cfg: LocalityConfig) -> str:
            {_label('server_region', 'server_zone', 'server_cluster', 'server_host')} AS server_location,
            {REMOTE_SQL} AS remote,
            start_ns, greatest(end_ns - start_ns, 0) AS duration_ns,
-           greatest(end_ns - start_ns, 0) + coalesce(backing_ns, 0) AS cost_ns,
-           coalesce(critical_ns, 0) AS critical_ns, key, backing_span_ids, i
+           (greatest(end_ns - start_ns, 0) + coalesce(backing_ns, 0))::BIGINT AS cost_ns,
+           coalesce(critical_ns, 0)::BIGINT AS critical_ns, key, backing_span_ids, i
     FROM located
     """

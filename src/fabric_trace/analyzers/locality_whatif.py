@@ -98,7 +98,7 @@ def build_index(con: duckdb.DuckDBPyConnection) -> SpanIndex:
     con.execute(_INDEX_SQL)
     tbl = con.sql("SELECT * FROM _loc_idx").to_arrow_table()
     i = _np(tbl, "i")
-    n_spans = con.execute("SELECT count(*) FROM span_store").fetchone()[0]
+    ((n_spans,),) = con.execute("SELECT count(*) FROM span_store").fetchall()
     if len(i) != n_spans or (len(i) and np.bincount(i).max() > 1):  # a hash collision: join exactly
         con.execute(_INDEX_EXACT_SQL)
         tbl = con.sql("SELECT * FROM _loc_idx").to_arrow_table()
@@ -214,13 +214,22 @@ WITH med AS (
 )
 SELECT i, target_ns FROM a WHERE target_ns < duration_ns
 UNION ALL
-SELECT unnest(b.backing_i) AS i, 0 AS target_ns FROM a JOIN _loc_backing b USING (i) WHERE a.cut_backing
+SELECT unnest(b.backing_i) AS i, 0 AS target_ns FROM a JOIN {backing} b USING (i) WHERE a.cut_backing
 """
 
+#: The backing spans' rows from the stored span ids (when ``_loc_backing`` is gone, after derive).
+_STORED_BACKING = """(
+    SELECT l.i, list(s.rowid) AS backing_i
+    FROM (SELECT i, trace_id, unnest(backing_span_ids) AS bid FROM locality_access_store
+          WHERE backing_span_ids IS NOT NULL) l
+    JOIN span_store s ON s.trace_id = l.trace_id AND s.span_id = l.bid
+    GROUP BY l.i)"""
 
-def _replayed(con: duckdb.DuckDBPyConnection, ix: SpanIndex) -> tuple[I64, I64, I64] | None:
+
+def _replayed(con: duckdb.DuckDBPyConnection, ix: SpanIndex, backing: str = "_loc_backing"
+              ) -> tuple[I64, I64, I64] | None:
     """Rows of the traces with a counterfactual to apply, and their replayed (start, end)."""
-    tg = con.sql(_TARGETS_SQL).to_arrow_table()
+    tg = con.sql(_TARGETS_SQL.format(backing=backing)).to_arrow_table()
     if tg.num_rows == 0:
         return None
     n = len(ix.parent)
@@ -278,8 +287,9 @@ def what_if(con: duckdb.DuckDBPyConnection, ix: SpanIndex) -> None:
 
 def replayed_spans(con: duckdb.DuckDBPyConnection, ix: SpanIndex) -> pa.Table | None:
     """The replayed copy of every trace with a counterfactual, with ``span_store``'s columns
-    (what the graph module reads); for tests and for inspecting a what-if."""
-    res = _replayed(con, ix)
+    (what the graph module reads); for tests and for inspecting a what-if after a refresh
+    (``ix`` from :func:`build_index` on the same connection)."""
+    res = _replayed(con, ix, _STORED_BACKING)
     if res is None:
         return None
     rows, new_s, new_e = res
