@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import xmlschema
 
 from fabric_trace.gate.budgets import parse_gate_section
 from fabric_trace.gate.checks import CheckResult, GateOutcome
@@ -53,7 +54,6 @@ def _sides() -> tuple[SideInfo, SideInfo]:
 
 @pytest.mark.parametrize("fail_on_inconclusive", [False, True])
 def test_junit_validates_against_the_junit_schema(fail_on_inconclusive: bool, tmp_path: Path) -> None:
-    xmlschema = pytest.importorskip("xmlschema")
     outcome = _outcome(fail_on_inconclusive)
     path = tmp_path / "gate.xml"
     path.write_text(junit_xml(outcome), encoding="utf-8")
