@@ -6,7 +6,7 @@ Rules (docs/trust.md, "Zones"), first that applies:
   glob, else ``service.namespace``, else ``k8s.namespace.name``, else
   ``cloud.account.id``, else the service name (kind ``internal``);
 * the peer of a client call that has no spans of its own is resolved by
-  :data:`PEER_RULES_DOC` (loopback, ``[trust.hosts]``, a known service, an
+  :func:`resolve_peers` (loopback, ``[trust.hosts]``, a known service, an
   internal gateway or domain, a model provider, else ``external:<host>``);
 * the end user who started a workflow is the zone ``user``.
 
@@ -109,19 +109,6 @@ class TrustConfig:
     """(peer-host glob, zone), first match wins."""
     provider_hosts: tuple[tuple[str, str], ...] = DEFAULT_PROVIDER_HOSTS
     zones: dict[str, ZoneSpec] = field(default_factory=dict)
-
-    def fingerprint(self) -> dict[str, Any]:
-        """A JSON-ready form (for reports and tests)."""
-        return {
-            "internal_domains": list(self.internal_domains),
-            "internal_gateways": list(self.internal_gateways),
-            "privileged_tools": list(self.privileged_tools),
-            "unprivileged_tools": list(self.unprivileged_tools),
-            "plaintext_exempt": list(self.plaintext_exempt),
-            "services": dict(self.services),
-            "hosts": dict(self.hosts),
-            "zones": {k: {"kind": v.kind, "level": v.level} for k, v in sorted(self.zones.items())},
-        }
 
 
 def _str_list(section: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
