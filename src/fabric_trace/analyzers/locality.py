@@ -42,7 +42,7 @@ CREATE OR REPLACE VIEW locality_accesses AS
 SELECT {', '.join(ACCESS_COLUMNS)} FROM locality_access_store
 """
 
-_TEMP_TABLES = ("_loc_peer", "_loc_tsess", "_loc_raw", "_loc_cand", "_loc_srv", "_loc_writes", "_loc_backing",
+_TEMP_TABLES = ("_loc_peer", "_loc_tsess", "_loc_cand", "_loc_srv", "_loc_writes", "_loc_backing",
                 "_loc_crit", "_loc_trace_crit", "_loc_tix", "_loc_idx")
 
 
@@ -58,7 +58,6 @@ def derive(con: duckdb.DuckDBPyConnection, config: Any) -> None:
         con.executemany("INSERT INTO _loc_peer VALUES (?, ?, ?, ?, ?)", rows)
     spans = locality_whatif.build_index(con)  # -> _loc_tix, _loc_idx
     con.execute(Q.TSESS_SQL)
-    con.execute(Q.raw_sql(cfg))
     con.execute(Q.candidates_sql(cfg))
     con.execute(Q.SERVERS_SQL)
     con.execute(Q.WRITES_SQL)

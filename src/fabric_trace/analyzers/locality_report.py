@@ -89,7 +89,8 @@ def _selected_traces(con: duckdb.DuckDBPyConnection, flt: ReportFilter) -> None:
     if flt.where.sql != "TRUE":
         where_sql += f" AND t.trace_id IN (SELECT s.trace_id FROM spans s WHERE {flt.where.sql})"
         params += list(flt.where.params)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _loc_sel AS SELECT t.trace_id, t.workflow FROM traces t {where_sql}",
+    # latency_traces, not the traces view: the view also aggregates every span (services, root name)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _loc_sel AS SELECT t.trace_id, t.workflow FROM latency_traces t {where_sql}",
                 params)
 
 

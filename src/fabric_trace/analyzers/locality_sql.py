@@ -28,8 +28,9 @@ def _x(paths: list[str]) -> str:
 
 
 def raw_sql(cfg: LocalityConfig) -> str:
-    """``_loc_raw``: spans that may be state accesses or cache writes (never the serving side),
-    with the attributes the rules read, in one flat scan of ``span_store``."""
+    """The spans that may be state accesses or cache writes (never the serving side), with the
+    attributes the rules read, in one flat scan of ``span_store`` (a SELECT, inlined by
+    :func:`candidates_sql`)."""
     paths, idx = R.extract_paths(cfg)
     x = _x(paths)
     roles = ("cache", "llm") + cfg.access_roles
@@ -37,7 +38,6 @@ def raw_sql(cfg: LocalityConfig) -> str:
     cache_or = " OR ".join(f"s.db_system = {sql_str(c)}" for c in cfg.cache_systems)
     is_cache = f"coalesce({cache_or.replace('s.db_system', 's.db_system')}, false)"
     return f"""
-    CREATE OR REPLACE TEMP TABLE _loc_raw AS
     SELECT s.rowid AS i, s.trace_id, s.span_id, s.parent_span_id, s.name, s.start_ns, s.end_ns,
            s.status_code, s.service_name, s.resource_id, s.region, s.zone, s.host, s.role,
            s.peer, s.db_system, s.model, s.provider, s.input_tokens, s.cached_input_tokens, s.session_id,
@@ -93,7 +93,7 @@ def candidates_sql(cfg: LocalityConfig) -> str:
                     WHEN nullif(concat_ws(' ', db_system, peer), '') IS NOT NULL THEN concat_ws(' ', db_system, peer)
                     ELSE name || ' @ ' || service_name END AS store,
                {R.outcome_value_sql('hit_raw')} AS attr
-        FROM _loc_raw
+        FROM ({raw_sql(cfg)})
     ), ev AS (
         SELECT i, cache_write, end_ns,
                lead(cache_write) OVER w AS next_is_write, lead(start_ns) OVER w AS next_start
