@@ -35,7 +35,7 @@ def create_store(path: str, n_spans: int, seed: int) -> None:
     from fabric_trace.fixtures_gen import Scenario, write_otlp_jsonl
     from fabric_trace.service import run_ingest
 
-    scenario = Scenario(traces=max(1, n_spans // 27), seed=seed, unguarded_tool_rate=0.2,
+    scenario = Scenario(traces=max(1, int(n_spans / 26.5) + 1), seed=seed, unguarded_tool_rate=0.2,
                         denied_tool_executed_rate=0.1, policy_deny_rate=0.05, anonymous_rate=0.2,
                         plaintext_rate=0.3, external_tool_rate=0.4)
     with tempfile.TemporaryDirectory() as tmp:

@@ -329,3 +329,16 @@ def test_deep_chain_and_parent_cycle(tmp_path: Path) -> None:
                       tool(3, 2, 2, 3, call="cyc")])
     rows = trust_findings(build(tmp_path, ts))
     assert {(r["trace_id"], r["span_id"]) for r in rows if r["kind"] == "unguarded_tool_call"} == {(tid(2), sid(3))}
+
+
+def test_call_crossing_without_a_client_span_takes_the_callee_side(tmp_path: Path) -> None:
+    #   gateway SERVER (https, inbound)  ->  backend SERVER (http, its own address)   no CLIENT span between
+    ts = TraceSet()
+    ts.trace(tid(1), [
+        S(sid(1), None, "GET /", Svc("gw", "edge"), 0, 10, "SERVER", {"url.scheme": "https", "server.address": "gw.x"}),
+        S(sid(2), sid(1), "GET /b", Svc("b", "core"), 1, 9, "SERVER", {"url.scheme": "http",
+                                                                      "server.address": "b.core.example"}),
+    ])
+    con = build(tmp_path, ts)
+    assert con.execute("SELECT peer, scheme, protocol FROM trust_crossings WHERE crossing = 'call'").fetchall() == [
+        ("b.core.example", "http", "http")]

@@ -244,7 +244,7 @@ def _build_crossings(con: duckdb.DuckDBPyConnection, positions: pa.Table) -> pa.
         CREATE OR REPLACE TEMP TABLE _trust_xs AS
         SELECT s.trace_id, s.span_id, s.parent_span_id, s.name, s.url_scheme, s.status_code = 'ERROR' AS error,
                s.resource_id, {HOST_SQL} AS host, {IDENT_SQL} AS ident, {PROTOCOL_SQL} AS protocol,
-               p.trace_no, p.pos, p.ppos, p."cross", p.peer_edge, p.entry, p.ident_up, p.ident_down
+               s.kind IN ('CLIENT', 'PRODUCER') AS is_client, p.trace_no, p.pos, p.ppos, p."cross", p.peer_edge, p.entry, p.ident_up, p.ident_down
         FROM span_store s POSITIONAL JOIN _trust_pos p
         WHERE p."cross" OR p.cross_parent OR p.peer_edge OR p.entry
         """
@@ -259,8 +259,14 @@ def _build_crossings(con: duckdb.DuckDBPyConnection, positions: pa.Table) -> pa.
         SELECT c.trace_id, 'call' AS crossing, c.parent_span_id, c.span_id AS child_span_id,
                fz.zone AS from_zone, fz.zone_kind AS from_kind, fz.trust_level AS from_level,
                tz.zone AS to_zone, tz.zone_kind AS to_kind, tz.trust_level AS to_level,
-               f.host AS peer, coalesce(f.protocol, c.protocol, 'unknown') AS protocol, c.name AS operation,
-               coalesce(f.url_scheme, c.url_scheme) AS scheme, f.ident_up AS identity_from,
+               -- the caller's view of the call when it is a client span, else the callee's
+               CASE WHEN f.is_client THEN coalesce(f.host, c.host) ELSE coalesce(c.host, f.host) END AS peer,
+               CASE WHEN f.is_client THEN coalesce(f.protocol, c.protocol, 'unknown')
+                    ELSE coalesce(c.protocol, f.protocol, 'unknown') END AS protocol,
+               c.name AS operation,
+               CASE WHEN f.is_client THEN coalesce(f.url_scheme, c.url_scheme)
+                    ELSE coalesce(c.url_scheme, f.url_scheme) END AS scheme,
+               f.ident_up AS identity_from,
                c.ident_down AS identity_to, f.error OR c.error AS error,
                c.trace_no, c.ppos AS anchor_pos, c.pos AS to_pos
         FROM (SELECT * FROM _trust_xs WHERE "cross") c

@@ -42,15 +42,16 @@ def trust_command(
     db: Optional[str] = DbOption,
     fmt: OutputFormat = FormatOption,
     map_fmt: Optional[MapFormat] = typer.Option(
-        None, "--map", case_sensitive=False,
+        None, "--map", case_sensitive=False, metavar="mermaid|dot|json",
         help="Write the trust map (zones as nodes, crossings as edges) instead of the report: mermaid, dot, json."),
     output: Optional[str] = typer.Option(
-        None, "--output", "-o", help="Write to FILE (atomically) instead of stdout."),
+        None, "--output", "-o", metavar="FILE", help="Write to FILE (atomically) instead of stdout."),
     workflow: Optional[list[str]] = WorkflowOption,
     since: Optional[str] = SinceOption,
     until: Optional[str] = UntilOption,
     where: Optional[str] = WhereOption,
-    limit: int = typer.Option(50, "--limit", "-n", min=1, help="Findings listed (and crossing rows in tables)."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, metavar="N",
+                              help="Findings listed (and crossing rows in tables)."),
     config: Optional[str] = ConfigOption,
     lock_timeout: float = LockTimeoutOption,
 ) -> None:
