@@ -342,3 +342,26 @@ def test_call_crossing_without_a_client_span_takes_the_callee_side(tmp_path: Pat
     con = build(tmp_path, ts)
     assert con.execute("SELECT peer, scheme, protocol FROM trust_crossings WHERE crossing = 'call'").fetchall() == [
         ("b.core.example", "http", "http")]
+
+
+def test_hash_collision_fallback_gives_the_same_findings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fabric_trace.analyzers import trust
+
+    spans = (root(), retrieval(2, 1, 1, 2), llm(3, 1, 3, 8), policy(4, 1, 9, 10, "deny", call="x"),
+             tool(5, 1, 11, 12, name="send_email", call="x"), tool(6, 1, 13, 14, name="send_email", call="y"))
+    expected = keyset(findings_of(tmp_path / "a", *spans))
+    monkeypatch.setattr(trust, "_parents", lambda *args: None)  # as if two span ids hashed alike
+    assert keyset(findings_of(tmp_path / "b", *spans)) == expected
+    assert ("denied_tool_executed", "critical", tid(1), sid(5)) in expected
+    assert ("untrusted_input_to_privileged_tool", "high", tid(1), sid(6)) in expected
+
+
+def test_empty_store(tmp_path: Path) -> None:
+    from fabric_trace.analyzers.refresh import refresh
+    from fabric_trace.config import Config
+    from fabric_trace.store import db as store
+
+    con = store.connect(str(tmp_path / "e.duckdb"))
+    refresh(con, Config(), force=True)
+    assert con.execute("SELECT count(*) FROM trust_crossings").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM findings WHERE analyzer = 'trust'").fetchone()[0] == 0
