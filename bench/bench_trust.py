@@ -103,7 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         tmp = tempfile.TemporaryDirectory()
         path = os.path.join(tmp.name, "bench.duckdb")
     if not os.path.exists(path):
-        create_store(path, args.spans, args.seed)
+        try:
+            create_store(path, args.spans, args.seed)
+        except BaseException:
+            for leftover in (path, path + ".wal"):
+                if os.path.exists(leftover):
+                    os.remove(leftover)
+            raise
     ctx = mp.get_context("spawn")
     runs = []
     for _ in range(args.repeat):
