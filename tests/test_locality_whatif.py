@@ -145,3 +145,20 @@ def test_what_if_equals_the_graph_module_on_the_replayed_copy(remote_db: str) ->
     assert set(stored) == set(graph)
     assert all(stored[t] == min(graph[t], base[t]) for t in stored)
     assert any(stored[t] < base[t] for t in stored)
+
+
+def test_index_falls_back_to_the_exact_join_on_a_hash_collision(remote_db: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from fabric_trace.analyzers import locality_whatif as W
+
+    con = duckdb.connect(remote_db)
+    try:
+        good = W.build_index(con)
+        # every span of a trace gets the same key: the collision must be detected ...
+        monkeypatch.setattr(W, "_SPAN_KEY", "hash(trace_id)")
+        assert W._hashed_index(con) is None
+        fallback = W.build_index(con)  # ... and the ids joined exactly instead
+    finally:
+        con.close()
+    for name in ("parent", "depth", "on_cp", "trace", "start", "end"):
+        assert (getattr(good, name) == getattr(fallback, name)).all(), name

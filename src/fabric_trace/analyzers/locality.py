@@ -43,7 +43,7 @@ SELECT {', '.join(ACCESS_COLUMNS)} FROM locality_access_store
 """
 
 _TEMP_TABLES = ("_loc_peer", "_loc_tsess", "_loc_cand", "_loc_srv", "_loc_writes", "_loc_backing",
-                "_loc_crit", "_loc_trace_crit", "_loc_tix", "_loc_idx")
+                "_loc_crit", "_loc_trace_crit", "_loc_tix")
 
 
 def derive(con: duckdb.DuckDBPyConnection, config: Any) -> None:
@@ -68,6 +68,7 @@ def derive(con: duckdb.DuckDBPyConnection, config: Any) -> None:
     locality_whatif.what_if(con, spans)
     con.execute(_VIEW)
     locality_findings.insert_findings(con, cfg)
+    con.unregister("_loc_idx")
     for tmp in _TEMP_TABLES:
         con.execute(f"DROP TABLE IF EXISTS {tmp}")
 

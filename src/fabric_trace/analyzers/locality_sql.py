@@ -78,7 +78,8 @@ def candidates_sql(cfg: LocalityConfig) -> str:
     return f"""
     CREATE OR REPLACE TEMP TABLE _loc_cand AS
     WITH t AS (
-        SELECT * EXCLUDE (data_source),
+        SELECT i, trace_id, span_id, parent_span_id, start_ns, end_ns, status_code, service_name, resource_id,
+               region, zone, host, peer, input_tokens, cached_input_tokens, session_id, key, fingerprint,
                is_cache_db AND op IN {reads} AS cache_read,
                is_cache_db AND op IN {writes} AS cache_write,
                CASE WHEN hit_raw IS NOT NULL THEN 'cache'
@@ -104,7 +105,9 @@ def candidates_sql(cfg: LocalityConfig) -> str:
         SELECT i, next_start AS refill_start FROM ev
         WHERE NOT cache_write AND next_is_write AND next_start >= end_ns
     )
-    SELECT t.* EXCLUDE (attr), r.refill_start,
+    SELECT t.i, t.trace_id, t.span_id, t.parent_span_id, t.start_ns, t.end_ns, t.status_code, t.service_name,
+           t.resource_id, t.region, t.zone, t.host, t.peer, t.input_tokens, t.cached_input_tokens, t.session_id,
+           t.key, t.fingerprint, t.cache_write, t.access_type, t.store, r.refill_start,
            CASE WHEN attr IS NOT NULL THEN attr
                 WHEN access_type = 'prefix_cache' THEN
                     CASE WHEN cached_input_tokens IS NULL THEN 'not_reported'
@@ -128,7 +131,7 @@ CREATE OR REPLACE TEMP TABLE _loc_srv AS
 WITH s AS (
     SELECT x.p AS i, s.resource_id, s.service_name, s.region, s.zone, s.host, s.start_ns
     FROM span_store s JOIN _loc_idx x ON x.i = s.rowid
-    WHERE s.kind = 'SERVER' AND x.p IS NOT NULL
+    WHERE s.kind = 'SERVER' AND x.p >= 0
 )
 SELECT s.i, arg_min({'service': s.service_name, 'region': s.region, 'zone': s.zone, 'host': s.host,
                      'resource_id': s.resource_id}, s.start_ns) AS sv

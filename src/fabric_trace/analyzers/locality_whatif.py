@@ -1,17 +1,21 @@
 """Critical-path time of state accesses, and the what-if end-to-end durations.
 
-Both work on numpy arrays over the spans of the store, numbered by
-``(trace_id, span_id)`` (temp table ``_loc_idx``):
+Both work on numpy arrays indexed by ``span_store.rowid`` (:func:`build_index`,
+temp tables ``_loc_tix`` and ``_loc_idx``):
 
-* :func:`critical_inputs`, :func:`trace_critical`: the critical-path time inside each access (its span
-  and descendants, plus a miss's backing fetch), and per trace the time inside
-  any miss / any remote access (a union: nested accesses count once);
+* :func:`critical_inputs`, :func:`trace_critical`: the critical-path time
+  inside each access (its span and descendants, plus a miss's backing fetch),
+  and per trace the time inside any miss / any remote access (a union: nested
+  accesses count once);
 * :func:`what_if`: for traces with a miss or remote access on the critical
   path, a copy of the trace in which each such access is cut to its store's
   counterfactual median (a miss to the median hit, a remote access to the
   median local one; never lengthened) and a miss's backing fetch removed,
-  replayed so that later work moves earlier (:func:`replay`); the graph module
-  then recomputes the trace's critical path and end-to-end duration.
+  replayed so that later work moves earlier (:func:`replay`). The replay
+  recomputes every span's end from its children, i.e. the new critical path;
+  the what-if end-to-end duration is the replayed trace's latest end minus its
+  earliest start, which is what the graph module computes for the replayed
+  copy (:func:`replayed_spans`; tests/test_locality_whatif.py checks it).
 
 The replay model (docs/locality.md, "What-if")::
 
@@ -61,56 +65,94 @@ class SpanIndex:
     """Critical-path ns inside each span's subtree (set by :func:`critical_inputs`)."""
 
 
-#: Spans joined by a 64-bit hash of (trace_id, span_id): exact as long as no two spans share a hash,
-#: which :func:`build_index` checks (it falls back to the string join otherwise).
-_INDEX_SQL = """
-CREATE OR REPLACE TEMP TABLE _loc_idx AS
-WITH k AS (
-    SELECT rowid AS i, trace_id, hash(trace_id, span_id) AS h,
-           CASE WHEN parent_span_id IS NOT NULL THEN hash(trace_id, parent_span_id) END AS ph
-    FROM span_store
-)
-SELECT k.i, x.t, m.depth, m.on_critical_path_ns AS on_cp, m.start_ns AS a_start, m.end_ns AS a_end,
-       CASE WHEN m.depth > 0 THEN p.i END AS p
-FROM k
-JOIN (SELECT hash(trace_id, span_id) AS h, depth, on_critical_path_ns, start_ns, end_ns FROM latency_spans) m
-  USING (h)
-JOIN _loc_tix x USING (trace_id)
-LEFT JOIN k p ON p.h = k.ph
-"""
-
+#: The exact (string) join, used when two spans (or traces) share a 64-bit hash.
 _INDEX_EXACT_SQL = """
-CREATE OR REPLACE TEMP TABLE _loc_idx AS
 SELECT s.rowid AS i, x.t, m.depth, m.on_critical_path_ns AS on_cp, m.start_ns AS a_start, m.end_ns AS a_end,
-       CASE WHEN m.depth > 0 THEN p.rowid END AS p
+       coalesce(CASE WHEN m.depth > 0 THEN p.rowid END, -1) AS p
 FROM span_store s JOIN latency_spans m USING (trace_id, span_id) JOIN _loc_tix x USING (trace_id)
 LEFT JOIN span_store p ON p.trace_id = s.trace_id AND p.span_id = s.parent_span_id
 """
 
 
+#: The 64-bit key of a span: a hash of (trace_id, span id).
+_SPAN_KEY = "hash(trace_id, {id})"
+
+
+def _u64(tbl: pa.Table, col: str) -> np.ndarray:
+    return np.asarray(tbl.column(col).to_numpy(), dtype=np.uint64) if tbl.num_rows else np.empty(0, np.uint64)
+
+
+def _hashed_index(con: duckdb.DuckDBPyConnection) -> dict[str, I64] | None:
+    """Per-span arrays, joined in numpy on 64-bit hashes of the ids (sorted search, no SQL join).
+
+    Returns ``None`` when two spans or two traces share a hash (the caller then joins exactly).
+    """
+    key = _SPAN_KEY
+    spans = con.sql(f"""
+        SELECT rowid AS i, {key.format(id="span_id")} AS h, hash(trace_id) AS th,
+               coalesce({key.format(id="parent_span_id")}, 0::UBIGINT) AS ph, parent_span_id IS NOT NULL AS hp
+        FROM span_store""").to_arrow_table()
+    met = con.sql(f"""SELECT {key.format(id="span_id")} AS h, depth, on_critical_path_ns AS on_cp,
+                             start_ns AS a_start, end_ns AS a_end FROM latency_spans""").to_arrow_table()
+    tix = con.sql("SELECT hash(trace_id) AS th, t FROM _loc_tix").to_arrow_table()
+    h, th = _u64(spans, "h"), _u64(spans, "th")
+    order = np.argsort(h)
+    hs = h[order]
+    tord = np.argsort(_u64(tix, "th"))
+    ths = _u64(tix, "th")[tord]
+    if (len(hs) > 1 and (hs[1:] == hs[:-1]).any()) or (len(ths) > 1 and (ths[1:] == ths[:-1]).any()):
+        return None
+
+    def find(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not len(sorted_keys):
+            return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
+        by = np.argsort(keys)  # sorted needles keep the binary searches cache-friendly
+        pos = np.empty(len(keys), np.int64)
+        pos[by] = np.minimum(np.searchsorted(sorted_keys, keys[by]), len(sorted_keys) - 1)
+        return pos, sorted_keys[pos] == keys
+
+    mpos, mok = find(hs, _u64(met, "h"))
+    if not mok.all() or len(mpos) != len(hs):
+        return None
+    row_of_met = order[mpos]  # row (in ``spans``) of each latency_spans row
+    n = len(hs)
+    out: dict[str, I64] = {"i": _np(spans, "i")}
+    for k in ("depth", "on_cp", "a_start", "a_end"):
+        arr = np.zeros(n, np.int64)
+        arr[row_of_met] = _np(met, k)
+        out[k] = arr
+    tpos, tok = find(ths, th)
+    if not tok.all():
+        return None
+    out["t"] = _np(tix, "t")[tord][tpos]
+    ppos, pok = find(hs, _u64(spans, "ph"))
+    has = np.asarray(spans.column("hp").to_numpy(zero_copy_only=False), dtype=bool) & pok & (out["depth"] > 0)
+    out["p"] = np.where(has, out["i"][order[ppos]], -1)
+    return out
+
+
 def build_index(con: duckdb.DuckDBPyConnection) -> SpanIndex:
-    """Number the traces (``_loc_tix``), build ``_loc_idx(i, t, depth, on_cp, a_start, a_end, p)``
-    (``p``: parent row in the repaired tree, NULL for a root) and load it as arrays."""
+    """Number the traces (``_loc_tix``), load the per-span arrays and register ``_loc_idx(i, p)``
+    (``p``: row of the parent in the repaired tree, -1 for a root) for the SQL steps; the caller
+    unregisters it."""
     con.execute("""
     CREATE OR REPLACE TEMP TABLE _loc_tix AS
     SELECT trace_id, (row_number() OVER (ORDER BY trace_id) - 1)::BIGINT AS t FROM latency_traces
     """)
-    con.execute(_INDEX_SQL)
-    tbl = con.sql("SELECT * FROM _loc_idx").to_arrow_table()
-    i = _np(tbl, "i")
-    ((n_spans,),) = con.execute("SELECT count(*) FROM span_store").fetchall()
-    if len(i) != n_spans or (len(i) and np.bincount(i).max() > 1):  # a hash collision: join exactly
-        con.execute(_INDEX_EXACT_SQL)
-        tbl = con.sql("SELECT * FROM _loc_idx").to_arrow_table()
-        i = _np(tbl, "i")
+    cols = _hashed_index(con)
+    if cols is None:  # a hash collision: join on the ids themselves
+        tbl = con.sql(_INDEX_EXACT_SQL).to_arrow_table()
+        cols = {k: _np(tbl, k) for k in ("i", "t", "depth", "on_cp", "a_start", "a_end", "p")}
+    i = cols["i"]
     n = int(i.max()) + 1 if len(i) else 0
     out = {k: np.zeros(n, np.int64) for k in ("t", "depth", "on_cp", "a_start", "a_end")}
     out["t"][:] = -1  # rowids without a span (holes) belong to no trace
     for k, arr in out.items():
-        arr[i] = _np(tbl, k)
+        arr[i] = cols[k]
     parent = np.full(n, -1, np.int64)
-    parent[i] = np.asarray(tbl.column("p").fill_null(-1).to_numpy(), dtype=np.int64)
+    parent[i] = cols["p"]
     parent[out["depth"] == 0] = -1  # the repaired tree: orphans and cut cycles are roots
+    con.register("_loc_idx", pa.table({"i": pa.array(i), "p": pa.array(parent[i])}))
     return SpanIndex(parent, out["depth"], out["on_cp"], out["t"], out["a_start"], out["a_end"],
                      _levels(out["depth"]))
 
