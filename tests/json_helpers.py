@@ -110,7 +110,7 @@ def anyvalues(draw: Any, depth: int = 1) -> tuple[dict[str, Any], Any]:
     if c == "d":
         x = draw(st.floats(allow_nan=False))
         enc: Any = x if math.isfinite(x) else ("Infinity" if x > 0 else "-Infinity")
-        return {"doubleValue": enc}, x
+        return {"doubleValue": enc}, x if math.isfinite(x) else None  # JSON null in the canonical attribute JSON
     if c == "b":
         v = draw(st.booleans())
         return {"boolValue": v}, v

@@ -34,7 +34,8 @@ def fake_json(value: Any, where: str, sink: Any) -> str:
         for rs in value["resourceSpans"]:
             for ss in rs.get("scopeSpans", []):
                 for sp in ss.get("spans", []):
-                    sink.span((where, sp.get("spanId"), sp.get("name")))
+                    sink.span((where, "1" * 32, sp.get("spanId"), None, None, 0, sp.get("name"), "UNSPECIFIED",
+                               0, 0, "UNSET", None, {}, [], [], 0, 0, 0, "r", "s"))
         return "otlp-json"
     if isinstance(value, dict) and "data" in value:
         return "jaeger-json"
@@ -376,7 +377,7 @@ def test_decoder_errors_are_quarantined_but_database_errors_propagate() -> None:
         """Like duckdb.Error: not a decoding error."""
 
     class FailingSink(SpanBatch):
-        def span(self, row: tuple[Any, ...]) -> None:
+        def end_group(self) -> None:  # where a pipeline batch hands itself to the writer
             raise DbFailure("disk full")
 
     for data in (jsonl(1), (GEN / "otel.otlp.pb").read_bytes()):

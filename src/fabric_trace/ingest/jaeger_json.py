@@ -39,7 +39,7 @@ from fabric_trace.ingest.anyvalue import (
     raw_json,
     reject_record,
 )
-from fabric_trace.ingest.batch import MAX_TIME_NS, SpanSink
+from fabric_trace.ingest.batch import MAX_TIME_NS, SpanSink, add_span, attributes_json
 
 _BAD_RECORD = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError, RecursionError)
 _HEXCHARS = frozenset("0123456789abcdefABCDEF")
@@ -86,16 +86,22 @@ def _trace(tr: Any, path: str, span_prefix: str, sink: SpanSink) -> None:
     rids: dict[str, str | DecodeError] = {}
     scids: dict[tuple[Any, Any], str] = {}
     tr_tid = tr.get("traceID")
+    pre = f"{span_prefix}spans["
     for j, s in enumerate(spans):
-        w = f"{span_prefix}spans[{j}]"
+        w = f"{pre}{j}]"
         try:
-            row = _span(s, w, tr_tid, procs, rids, scids, sink)
+            (t, sp, parent, flags, name, kind, start, end, code, msg, attrs, events, links, rid,
+             scid) = _span(s, w, tr_tid, procs, rids, scids, sink)  # fmt: skip
+            attrs_json = attributes_json(attrs)
+            events_json = attributes_json(events)
+            links_json = attributes_json(links)
         except DecodeError as e:
             _reject(s, w, e.message, sink)
         except _BAD_RECORD as e:
             _reject(s, w, f"malformed span ({type(e).__name__}: {str(e)[:200]})", sink)
         else:
-            sink.span(row)
+            add_span(sink, pre, j, rid, scid, t, sp, parent, flags, name, kind, start, end, code, attrs_json,
+                     status_message=msg, events=events_json, links=links_json)
 
 
 def _reject(s: Any, w: str, reason: str, sink: SpanSink) -> None:
@@ -248,7 +254,7 @@ def _span(
     flags = s.get("flags")
     flags = flags if type(flags) is int and 0 <= flags <= 0xFFFFFFFF else None
     events = _logs(s.get("logs"), w, sink, t, sp)
-    return (w, t, sp, parent, None, flags, name, kind, start, end, code, msg, attrs, events, links, 0, 0, 0, rid, scid)
+    return (t, sp, parent, flags, name, kind, start, end, code, msg, attrs, events, links, rid, scid)
 
 
 def _references(s: dict[str, Any], t: str, w: str, sink: SpanSink, sp: str) -> tuple[str | None, list[dict[str, Any]]]:

@@ -10,6 +10,8 @@ per key.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fabric_trace.ingest.roles import DEFAULT_RULES, RoleRule
@@ -114,30 +116,73 @@ def _sql_str(value: str) -> str:
 
 @dataclass(frozen=True)
 class Projection:
-    """The compiled crosswalk: SQL for the normalized columns of ``span_store``."""
+    """The compiled crosswalk: SQL for the normalized columns of ``span_store``.
 
-    span_paths: tuple[str, ...]
-    resource_paths: tuple[str, ...]
-    columns: dict[str, str]  # column name -> SQL expression over _a (span) / _r (resource) lists
+    Expressions refer to ``a1..aN`` (the span attributes ``span_keys`` as text, NULL
+    when absent), ``l{i}`` (``lower(a{i})``, only for the attributes in ``lowered``),
+    ``r1..rM`` (the resource attributes ``resource_keys``), the intermediate
+    columns of ``intermediates`` (evaluated once per span, in a projection below the
+    columns), ``_n`` (the lowercased span name) and ``kind``.
+    """
+
+    span_keys: tuple[str, ...]
+    resource_keys: tuple[str, ...]
+    lowered: tuple[int, ...]
+    intermediates: dict[str, str]
+    columns: dict[str, str]
+
+    @property
+    def span_paths(self) -> tuple[str, ...]:
+        """JSON paths of the span attributes (``json_extract_string`` form)."""
+        return tuple(_path(k) for k in self.span_keys)
+
+    @property
+    def resource_paths(self) -> tuple[str, ...]:
+        """JSON paths of the resource attributes."""
+        return tuple(_path(k) for k in self.resource_keys)
+
+
+def extract_columns(json_expr: str, keys: tuple[str, ...], prefix: str) -> tuple[str, list[str]]:
+    """SQL reading attributes ``keys`` of the JSON object ``json_expr`` as text.
+
+    Returns ``(source, columns)``: compute ``source AS _x_{prefix}`` once per row, then
+    ``columns`` (``... AS {prefix}{i}`` for each key, NULL when absent) over it.
+
+    The source is one ``json_transform`` into a STRUCT of only these keys: the
+    document is parsed once and each value read by name. DuckDB struct fields are
+    case-insensitive, so a key set with keys that differ only in case uses a
+    ``json_extract_string`` path list instead. (The two differ only in how a double
+    in exponent form is written: ``1e+21`` against ``1e21``.)
+    """
+    if len({k.lower() for k in keys}) == len(keys):
+        spec = "{" + ", ".join(f'{json.dumps(k)}: "VARCHAR"' for k in keys) + "}"
+        source = f"json_transform({json_expr}, {_sql_str(spec)})"
+        return source, [f"_x_{prefix}[{_sql_str(k)}] AS {prefix}{i}" for i, k in enumerate(keys, 1)]
+    paths = "[" + ", ".join(_sql_str(_path(k)) for k in keys) + "]"
+    source = f"json_extract_string({json_expr}, {paths})"
+    return source, [f"_x_{prefix}[{i}] AS {prefix}{i}" for i in range(1, len(keys) + 1)]
 
 
 def compile_projection(rules: tuple[RoleRule, ...] = DEFAULT_RULES) -> Projection:
-    """Compile the crosswalk and the role rules into SQL expressions.
+    """Compile the crosswalk and the role rules into SQL expressions (see :class:`Projection`).
 
-    The expressions refer to ``_a`` (list of span attribute strings, in
-    ``span_paths`` order), ``_l`` (the same, lowercased), ``_r`` (resource
-    attributes, ``resource_paths`` order), ``_n`` (the lowercased span name)
-    and ``kind``. Every literal comes from fabric's own
-    tables or a validated config; strings are quoted with ``_sql_str``.
+    Every literal comes from fabric's own tables or a validated config; strings are
+    quoted with ``_sql_str``.
     """
     span_keys: list[str] = []
     index: dict[str, int] = {}
+    lowered: set[int] = set()
 
     def a(key: str) -> str:
         if key not in index:
             index[key] = len(span_keys) + 1
             span_keys.append(key)
-        return f"_a[{index[key]}]"
+        return f"a{index[key]}"
+
+    def low(key: str) -> str:
+        a(key)
+        lowered.add(index[key])
+        return f"l{index[key]}"
 
     def first(keys: tuple[str, ...]) -> str:
         return "coalesce(" + ", ".join(a(k) for k in keys) + ")" if len(keys) > 1 else a(keys[0])
@@ -149,7 +194,7 @@ def compile_projection(rules: tuple[RoleRule, ...] = DEFAULT_RULES) -> Projectio
         if key not in rindex:
             rindex[key] = len(res_keys) + 1
             res_keys.append(key)
-        return f"_r[{rindex[key]}]"
+        return f"r{rindex[key]}"
 
     def rfirst(keys: tuple[str, ...]) -> str:
         return "coalesce(" + ", ".join(r(k) for k in keys) + ")" if len(keys) > 1 else r(keys[0])
@@ -157,24 +202,22 @@ def compile_projection(rules: tuple[RoleRule, ...] = DEFAULT_RULES) -> Projectio
     def tokens(keys: tuple[str, ...]) -> str:
         return f"TRY_CAST(TRY_CAST({first(keys)} AS DOUBLE) AS BIGINT)"
 
-    provider_raw = first(SPAN_KEYS["provider_raw"])
-    provider_base = f"lower(split_part({provider_raw}, '.', 1))"
     renames = " ".join(
         f"WHEN {_sql_str(old)} THEN {_sql_str(new)}" for old, new in PROVIDER_RENAMES.items()
     )
-    # ai.model.provider is "openai.chat"-style; the others are already provider names.
-    provider = (
-        f"CASE WHEN {a('gen_ai.provider.name')} IS NULL AND {a('gen_ai.system')} IS NULL "
-        f"AND {a('llm.provider')} IS NULL AND {a('llm.system')} IS NULL THEN "
-        f"(CASE {provider_base} {renames} ELSE {provider_base} END) "
-        f"ELSE (CASE lower({provider_raw}) {renames} ELSE lower({provider_raw}) END) END"
-    )
-    url = first(SPAN_KEYS["url"])
+    intermediates: dict[str, str] = {
+        "_p_raw": first(SPAN_KEYS["provider_raw"]),
+        # ai.model.provider is "openai.chat"-style; the others are already provider names.
+        "_p_dotted": (f"({a('gen_ai.provider.name')} IS NULL AND {a('gen_ai.system')} IS NULL "
+                      f"AND {a('llm.provider')} IS NULL AND {a('llm.system')} IS NULL)"),
+        "_url": first(SPAN_KEYS["url"]),
+    }
+    provider_l = "lower(CASE WHEN _p_dotted THEN split_part(_p_raw, '.', 1) ELSE _p_raw END)"
     url_host = (
-        f"nullif(lower(regexp_extract({url}, "
+        "nullif(lower(regexp_extract(_url, "
         r"'^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?(\[[^\]]*\]|[^:/?#]*)', 1)), '')"
     )
-    url_scheme = f"nullif(lower(regexp_extract({url}, '^([A-Za-z][A-Za-z0-9+.-]*)://', 1)), '')"
+    url_scheme = "nullif(lower(regexp_extract(_url, '^([A-Za-z][A-Za-z0-9+.-]*)://', 1)), '')"
 
     columns: dict[str, str] = {
         "service_name": f"coalesce({rfirst(RESOURCE_KEYS['service_name'])}, 'unknown_service')",
@@ -182,10 +225,10 @@ def compile_projection(rules: tuple[RoleRule, ...] = DEFAULT_RULES) -> Projectio
         "region": f"coalesce({rfirst(RESOURCE_KEYS['region'])}, {first(SPAN_KEYS['span_region'])})",
         "zone": f"coalesce({rfirst(RESOURCE_KEYS['zone'])}, {first(SPAN_KEYS['span_zone'])})",
         "host": rfirst(RESOURCE_KEYS["host"]),
-        "role": _role_case(rules, a),
+        "role": _role_case(rules, a, low),
         "operation": first(SPAN_KEYS["operation"]),
         "model": first(SPAN_KEYS["model"]),
-        "provider": provider,
+        "provider": f"CASE {provider_l} {renames} ELSE {provider_l} END",
         "input_tokens": tokens(SPAN_KEYS["input_tokens"]),
         "output_tokens": tokens(SPAN_KEYS["output_tokens"]),
         "cached_input_tokens": tokens(SPAN_KEYS["cached_input_tokens"]),
@@ -200,8 +243,10 @@ def compile_projection(rules: tuple[RoleRule, ...] = DEFAULT_RULES) -> Projectio
         "db_system": f"lower({first(SPAN_KEYS['db_system'])})",
     }
     return Projection(
-        span_paths=tuple(_path(k) for k in span_keys),
-        resource_paths=tuple(_path(k) for k in res_keys),
+        span_keys=tuple(span_keys),
+        resource_keys=tuple(res_keys),
+        lowered=tuple(sorted(lowered)),
+        intermediates=intermediates,
         columns=columns,
     )
 
@@ -210,20 +255,18 @@ def _glob_sql(lowered_expr: str, pattern: str) -> str:
     return f"{lowered_expr} GLOB {_sql_str(pattern.lower())}"
 
 
-def _role_case(rules: tuple[RoleRule, ...], a: "callable[[str], str]") -> str:  # type: ignore[valid-type]
+def _role_case(rules: tuple[RoleRule, ...], a: Callable[[str], str], low: Callable[[str], str]) -> str:
     whens: list[str] = []
     for rule in rules:
         conds: list[str] = []
         if rule.attr:
-            ref = a(rule.attr)
-            low = ref.replace("_a[", "_l[")  # _l is _a lowercased once per span
             if rule.equals:
                 vals = ", ".join(_sql_str(v.lower()) for v in rule.equals)
-                conds.append(f"{low} IN ({vals})")
+                conds.append(f"{low(rule.attr)} IN ({vals})")
             elif rule.glob:
-                conds.append(_glob_sql(low, rule.glob))
+                conds.append(_glob_sql(low(rule.attr), rule.glob))
             else:
-                conds.append(f"{ref} IS NOT NULL")
+                conds.append(f"{a(rule.attr)} IS NOT NULL")
         if rule.name_glob:
             conds.append(_glob_sql("_n", rule.name_glob))
         if rule.kinds:

@@ -36,7 +36,7 @@ from fabric_trace.ingest.anyvalue import (
     reject_record,
     time_range_error,
 )
-from fabric_trace.ingest.batch import MAX_TIME_NS, SPAN_KINDS, STATUS_CODES, SpanSink
+from fabric_trace.ingest.batch import EMPTY_OBJECT, MAX_TIME_NS, SPAN_KINDS, STATUS_CODES, SpanSink, attributes_json
 
 _ZT = "0" * 32
 _ZS = "0" * 16
@@ -169,142 +169,170 @@ def _scope_spans(ss: Any, path: str, rid: str, sink: SpanSink) -> None:
     if type(spans) is not list:
         reject_record(sink, path + ".spans", f"spans is a {type(spans).__name__}, expected a list", spans)
         return
-    pre = path + ".spans["
-    add = sink.span
-    idc: dict[str, str] = {}
+    _spans(spans, path + ".spans[", rid, scid, sink)
+
+
+def _spans(spans: list[Any], pre: str, rid: str, scid: str, sink: SpanSink) -> None:
+    """Decode a list of span objects (the hot loop) into the sink's columns.
+
+    A span's location is ``f"{pre}{k}]"``; it is only built for a rejection or a repair.
+    A span is appended only once every field of it decoded (a rejection appends nothing).
+    """
+    ak, at, asid, apar, aflags, aname, akind, astart, aend, acode, aattr = sink.group(pre, rid, scid)
+    extra = sink.extra
+    dumps = attributes_json
+    kinds = _KIND
+    statuses = _STATUS
+    idc: dict[str, str] = {}  # trace ids memoised: spans of a trace come together
     for k, s in enumerate(spans):
-        w = f"{pre}{k}]"
         try:
-            row = _span(s, w, rid, scid, sink, idc)
+            if type(s) is not dict:
+                raise DecodeError(f"span is a {type(s).__name__}, expected an object")
+            get = s.get
+            tid = get("traceId")
+            st = get("startTimeUnixNano")
+            if tid is None or st is None:
+                s = _maybe_camel(s)
+                get = s.get
+                tid = get("traceId")
+                st = get("startTimeUnixNano")
+            # ids: fast path for canonical hex; anything else goes through hex_id (base64, Buffer, reasons)
+            t = idc.get(tid) if type(tid) is str else None
+            if t is None:
+                try:
+                    t = bytes.fromhex(tid).hex()
+                except (TypeError, ValueError):
+                    t = ""
+                if len(t) != 32 or len(tid) != 32 or t == _ZT:
+                    t = hex_id(tid, 16)
+                if type(tid) is str:
+                    idc[tid] = t
+            sv = get("spanId")
+            try:
+                sp = bytes.fromhex(sv).hex()
+            except (TypeError, ValueError):
+                sp = ""
+            if len(sp) != 16 or len(sv) != 16 or sp == _ZS:
+                sp = hex_id(sv, 8)
+            pv = get("parentSpanId")
+            if pv:
+                try:
+                    parent: str | None = bytes.fromhex(pv).hex()
+                except (TypeError, ValueError):
+                    parent = ""
+                if len(parent) != 16 or len(pv) != 16:  # type: ignore[arg-type]
+                    parent = parent_id(pv)
+                elif parent == _ZS:
+                    parent = None
+            else:
+                parent = parent_id(pv) if pv is not None and pv != "" and type(pv) is not str else None
+            # times: plain int() first (also takes "_"/blanks/sign; the range is checked below),
+            # parse_int_ns only to explain a failure
+            if type(st) is str:
+                try:
+                    st = int(st)
+                except ValueError:
+                    st = parse_int_ns(st, "startTimeUnixNano")
+            else:
+                st = _time(st, "startTimeUnixNano")
+            en = get("endTimeUnixNano")
+            if type(en) is str:
+                try:
+                    en = int(en)
+                except ValueError:
+                    en = parse_int_ns(en, "endTimeUnixNano")
+            else:
+                en = _time(en, "endTimeUnixNano")
+            if st < 0 or st > MAX_TIME_NS or en < 0 or en > MAX_TIME_NS:
+                raise time_range_error(*(("startTimeUnixNano", st) if st < 0 or st > MAX_TIME_NS else ("endTimeUnixNano", en)))
+            name = get("name")
+            if type(name) is not str:
+                if name is not None:
+                    raise DecodeError(f"name is a {type(name).__name__}, expected a string")
+                name = ""
+            elif len(name) > FAST_CHARS:
+                name = cap_string(name, f"{pre}{k}].name", sink, t, sp)
+            kv = get("kind")
+            if kv is None:
+                kind = "UNSPECIFIED"
+            else:
+                kind = kinds.get(kv) if type(kv) is int or type(kv) is str else None  # type: ignore[assignment]
+                if kind is None:
+                    kind = _enum(kv, kinds, "UNSPECIFIED", "kind", f"{pre}{k}]", sink, t, sp)
+            stat = get("status")
+            if stat is not None:
+                if type(stat) is not dict:
+                    raise DecodeError(f"status is a {type(stat).__name__}, expected an object")
+                c = stat.get("code")
+                if c is None:
+                    code = "UNSET"
+                else:
+                    code = statuses.get(c) if type(c) is int or type(c) is str else None  # type: ignore[assignment]
+                    if code is None:
+                        code = _enum(c, statuses, "UNSET", "status code", f"{pre}{k}]", sink, t, sp)
+                msg = stat.get("message")
+                if msg is not None and type(msg) is not str:
+                    raise DecodeError(f"status message is a {type(msg).__name__}, expected a string")
+                msg = msg or None
+            else:
+                code = "UNSET"
+                msg = None
+            a = get("attributes")
+            if a:
+                if type(a) is not list:
+                    raise DecodeError(f"attributes is a {type(a).__name__}, expected a list")
+                attrs = dumps(json_kvlist(a, 1, f"{pre}{k}]", sink, t, sp))
+            else:
+                attrs = EMPTY_OBJECT
+            ev = get("events")
+            events = dumps(_events(ev, f"{pre}{k}]", sink, t, sp)) if ev else None
+            lk = get("links")
+            links = _links(lk, f"{pre}{k}]", sink, t, sp) if lk else None
+            links = dumps(links) if links else None
+            fl = get("flags")
+            if type(fl) is not int or fl < 0 or fl > 0xFFFFFFFF:
+                fl = non_negative(fl, "flags")
+            ts = get("traceState")
+            if ts is not None and type(ts) is not str:
+                raise DecodeError(f"traceState is a {type(ts).__name__}, expected a string")
+            da = get("droppedAttributesCount")
+            de = get("droppedEventsCount")
+            dl = get("droppedLinksCount")
+            da = 0 if da is None else non_negative(da, "droppedAttributesCount")
+            de = 0 if de is None else non_negative(de, "droppedEventsCount")
+            dl = 0 if dl is None else non_negative(dl, "droppedLinksCount")
         except DecodeError as e:
-            _reject_span(s, w, e.message, sink)
+            _reject_span(s, f"{pre}{k}]", e.message, sink)
+            continue
         except _BAD_RECORD as e:
-            _reject_span(s, w, f"malformed span ({type(e).__name__}: {str(e)[:200]})", sink)
-        else:
-            add(row)
-
-
-def _span(s: Any, w: str, rid: str, scid: str, sink: SpanSink, idc: dict[str, str]) -> tuple[Any, ...]:
-    """Decode one span object to a row in SPAN_FIELDS order; raises DecodeError."""
-    if type(s) is not dict:
-        raise DecodeError(f"span is a {type(s).__name__}, expected an object")
-    get = s.get
-    tid = get("traceId")
-    st = get("startTimeUnixNano")
-    if tid is None or st is None:
-        s = _maybe_camel(s)
-        get = s.get
-        tid = get("traceId")
-        st = get("startTimeUnixNano")
-    # ids: fast path for canonical hex (trace ids memoised per scope: spans of a trace
-    # come together); anything else goes through hex_id (base64, Buffer, reasons)
-    t = idc.get(tid) if type(tid) is str else None
-    if t is None:
-        try:
-            t = bytes.fromhex(tid).hex()
-        except (TypeError, ValueError):
-            t = ""
-        if len(t) != 32 or len(tid) != 32 or t == _ZT:
-            t = hex_id(tid, 16)
-        if type(tid) is str:
-            idc[tid] = t
-    sv = get("spanId")
-    try:
-        sp = bytes.fromhex(sv).hex()
-    except (TypeError, ValueError):
-        sp = ""
-    if len(sp) != 16 or len(sv) != 16 or sp == _ZS:
-        sp = hex_id(sv, 8)
-    pv = get("parentSpanId")
-    if pv:
-        try:
-            parent: str | None = bytes.fromhex(pv).hex()
-        except (TypeError, ValueError):
-            parent = ""
-        if len(parent) != 16 or len(pv) != 16:  # type: ignore[arg-type]
-            parent = parent_id(pv)
-        elif parent == _ZS:
-            parent = None
-    else:
-        parent = parent_id(pv) if pv is not None and pv != "" and type(pv) is not str else None
-    # times: plain int() first (also takes "_"/blanks/sign; the range is checked below),
-    # parse_int_ns only to explain a failure
-    if type(st) is str:
-        try:
-            st = int(st)
-        except ValueError:
-            st = parse_int_ns(st, "startTimeUnixNano")
-    else:
-        st = _time(st, "startTimeUnixNano")
-    en = get("endTimeUnixNano")
-    if type(en) is str:
-        try:
-            en = int(en)
-        except ValueError:
-            en = parse_int_ns(en, "endTimeUnixNano")
-    else:
-        en = _time(en, "endTimeUnixNano")
-    if st < 0 or st > MAX_TIME_NS or en < 0 or en > MAX_TIME_NS:
-        raise time_range_error(*(("startTimeUnixNano", st) if st < 0 or st > MAX_TIME_NS else ("endTimeUnixNano", en)))
-    name = get("name")
-    if type(name) is not str:
-        if name is not None:
-            raise DecodeError(f"name is a {type(name).__name__}, expected a string")
-        name = ""
-    elif len(name) > FAST_CHARS:
-        name = cap_string(name, w + ".name", sink, t, sp)
-    k = get("kind")
-    if k is None:
-        kind = "UNSPECIFIED"
-    else:
-        kind = _KIND.get(k) if type(k) is int or type(k) is str else None  # type: ignore[assignment]
-        if kind is None:
-            kind = _enum(k, _KIND, "UNSPECIFIED", "kind", w, sink, t, sp)
-    stat = get("status")
-    if stat is not None:
-        if type(stat) is not dict:
-            raise DecodeError(f"status is a {type(stat).__name__}, expected an object")
-        c = stat.get("code")
-        if c is None:
-            code = "UNSET"
-        else:
-            code = _STATUS.get(c) if type(c) is int or type(c) is str else None  # type: ignore[assignment]
-            if code is None:
-                code = _enum(c, _STATUS, "UNSET", "status code", w, sink, t, sp)
-        msg = stat.get("message")
-        if msg is not None and type(msg) is not str:
-            raise DecodeError(f"status message is a {type(msg).__name__}, expected a string")
-        msg = msg or None
-    else:
-        code = "UNSET"
-        msg = None
-    a = get("attributes")
-    if a:
-        if type(a) is not list:
-            raise DecodeError(f"attributes is a {type(a).__name__}, expected a list")
-        attrs = json_kvlist(a, 1, w, sink, t, sp)
-    else:
-        attrs = {}
-    ev = get("events")
-    events = _events(ev, w, sink, t, sp) if ev else []
-    lk = get("links")
-    links = _links(lk, w, sink, t, sp) if lk else []
-    fl = get("flags")
-    if type(fl) is not int or fl < 0 or fl > 0xFFFFFFFF:
-        fl = non_negative(fl, "flags")
-    ts = get("traceState")
-    if ts is not None and type(ts) is not str:
-        raise DecodeError(f"traceState is a {type(ts).__name__}, expected a string")
-    da = get("droppedAttributesCount")
-    de = get("droppedEventsCount")
-    dl = get("droppedLinksCount")
-    return (
-        w, t, sp, parent, ts or None, fl, name, kind, st, en, code, msg, attrs, events, links,
-        0 if da is None else non_negative(da, "droppedAttributesCount"),
-        0 if de is None else non_negative(de, "droppedEventsCount"),
-        0 if dl is None else non_negative(dl, "droppedLinksCount"),
-        rid, scid,
-    )  # fmt: skip
+            _reject_span(s, f"{pre}{k}]", f"malformed span ({type(e).__name__}: {str(e)[:200]})", sink)
+            continue
+        ak(k)
+        at(t)
+        asid(sp)
+        apar(parent)
+        aflags(fl)
+        aname(name)
+        akind(kind)
+        astart(st)
+        aend(en)
+        acode(code)
+        aattr(attrs)
+        if ts:
+            extra("trace_state", ts)
+        if msg is not None:
+            extra("status_message", msg)
+        if events is not None:
+            extra("events", events)
+        if links is not None:
+            extra("links", links)
+        if da:
+            extra("dropped_attributes_count", da)
+        if de:
+            extra("dropped_events_count", de)
+        if dl:
+            extra("dropped_links_count", dl)
+    sink.end_group()
 
 
 def _events(evs: Any, w: str, sink: SpanSink, t: str, sp: str) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ Slow path (:mod:`proto_salvage`), only when upb refuses the message (bad UTF-8 i
 name, malformed bytes): the message is split into its ``resource_spans``, scope spans
 and spans, and only the pieces that still fail are quarantined, with reason and offset.
 
-Cached array/kvlist values are shared between spans: treat span rows as read-only.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from fabric_trace.ingest.proto_schema import TracesDataMsg
 def decode_otlp_proto(data: bytes, where: str, sink: SpanSink, limits: Limits | None = None) -> None:
     """Decode the protobuf ``ExportTraceServiceRequest`` (or ``TracesData``) in ``data``.
 
-    Spans go to ``sink.span`` (rows in ``SPAN_FIELDS`` order, their ``where`` like
+    Spans go to the sink's columns (:mod:`.batch`; their location is like
     ``"{where} resourceSpans[i].scopeSpans[j].spans[k]"``), resources and scopes to
     ``sink.resource`` / ``sink.scope`` (once per ResourceSpans / ScopeSpans), bad pieces
     to ``sink.reject`` and value repairs to ``sink.repair``. ``limits`` gives the value

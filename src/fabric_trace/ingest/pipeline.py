@@ -28,7 +28,7 @@ from fabric_trace.ingest.batch import SpanBatch
 from fabric_trace.ingest.limits import Limits
 from fabric_trace.ingest.normalize import Projection, compile_projection
 from fabric_trace.ingest.sources import HashingReader, Source, expand, sha256_file
-from fabric_trace.ingest.writer import StoreWriter
+from fabric_trace.ingest.writer import KeyCollision, StoreWriter
 
 DEFAULT_BATCH_SPANS = 50_000
 
@@ -166,7 +166,8 @@ def _account(res: FileResult, job: _Job, out: Any) -> None:
 
 
 class _FlushingBatch(SpanBatch):
-    """A SpanBatch that hands itself to the background writer every ``limit`` spans."""
+    """A SpanBatch that hands itself to the background writer once it holds ``limit`` spans
+    (checked when a decoder finishes a run of spans)."""
 
     def __init__(self, writer: StoreWriter, background: _BackgroundWriter, file_id: int,
                  result: FileResult, path: str, limit: int,
@@ -181,9 +182,8 @@ class _FlushingBatch(SpanBatch):
         self._progress = progress
         self._submitted = 0
 
-    def span(self, row: tuple[Any, ...]) -> None:
-        self.spans.append(row)
-        if len(self.spans) >= self._limit:
+    def end_group(self) -> None:
+        if len(self.trace_id) >= self._limit:
             self.flush()
 
     def flush(self) -> None:
@@ -195,7 +195,7 @@ class _FlushingBatch(SpanBatch):
         )
         quarantine = [(r.where, r.action, r.reason, r.trace_id, r.span_id, r.raw) for r in self.rejections]
         prep = self._writer.prepare(self)
-        self._submitted += len(self.spans) + self.spans_rejected
+        self._submitted += len(self) + self.spans_rejected
         self._background.submit((job, prep, quarantine, self._file_id, self._path, self._result))
         self.clear()
         if self._progress:
@@ -314,30 +314,65 @@ def _ingest_one(con: duckdb.DuckDBPyConnection, writer: StoreWriter, src: Source
                 options: IngestOptions, decode_stream: Any, decode_json_value: Any,
                 progress: ProgressFn | None) -> FileResult:
     result = FileResult(path=src.path)
+    hash_while_reading = src.is_stdin
     if not src.is_stdin:
-        result.sha256 = sha256_file(src.path)
         result.size_bytes = src.size or 0
-        prior = con.execute(
-            "SELECT file_id, spans_ingested + spans_duplicate, format FROM files WHERE sha256 = ? "
-            "ORDER BY file_id LIMIT 1",
-            [result.sha256],
-        ).fetchone()
-        if prior:
-            result.status = "already-ingested"
-            result.format = prior[2]
-            result.spans_duplicate = int(prior[1])
-            result.messages.append(
-                f"{src.path}: already ingested (same sha256 as file #{prior[0]}); 0 new spans"
-            )
-            return result
+        # A file can only have been ingested before if a manifest row has its size: only
+        # then is it hashed up front; otherwise it is hashed while it is read (one pass).
+        same_size = con.execute("SELECT count(*) FROM files WHERE size_bytes = ?", [result.size_bytes]).fetchone()[0]
+        if same_size:
+            result.sha256 = sha256_file(src.path)
+            prior = _prior(con, result.sha256)
+            if prior:
+                return _already(result, prior)
+        else:
+            hash_while_reading = True
     file_id = int(con.execute("SELECT nextval('file_id_seq')").fetchone()[0])
+    # Fast mode (plain INSERTs) unless the input cannot be read twice: a key that exists
+    # already aborts the transaction, and the file is then ingested again in safe mode.
+    fast = not src.is_stdin
+    while True:
+        try:
+            return _attempt(con, writer, src, options, decode_stream, decode_json_value, progress,
+                            result, file_id, fast, hash_while_reading)
+        except KeyCollision:
+            result = _fresh(result)
+            fast = False
+
+
+def _fresh(result: FileResult) -> FileResult:
+    """The result of a file about to be ingested again (counts reset)."""
+    return FileResult(path=result.path, sha256=result.sha256, size_bytes=result.size_bytes)
+
+
+def _already(result: FileResult, prior: Any) -> FileResult:
+    result.status = "already-ingested"
+    result.format = prior[2]
+    result.spans_duplicate = int(prior[1])
+    result.messages.append(f"{result.path}: already ingested (same sha256 as file #{prior[0]}); 0 new spans")
+    return result
+
+
+def _prior(con: duckdb.DuckDBPyConnection, sha256: str) -> Any:
+    return con.execute(
+        "SELECT file_id, spans_ingested + spans_duplicate, format FROM files WHERE sha256 = ? "
+        "ORDER BY file_id LIMIT 1",
+        [sha256],
+    ).fetchone()
+
+
+def _attempt(con: duckdb.DuckDBPyConnection, writer: StoreWriter, src: Source, options: IngestOptions,
+             decode_stream: Any, decode_json_value: Any, progress: ProgressFn | None, result: FileResult,
+             file_id: int, fast: bool, hash_while_reading: bool) -> FileResult:
+    """One pass over a file in one transaction; raises KeyCollision (rolled back) in fast mode."""
     report = (lambda n: progress(src.path, 0, n)) if progress else None
+    writer.fast = fast
     con.execute("BEGIN TRANSACTION")
     background = _BackgroundWriter(writer, con)
     try:
         batch = _FlushingBatch(writer, background, file_id, result, src.path, options.batch_spans, report)
         raw = src.open()
-        reader = HashingReader(raw)
+        reader = HashingReader(raw) if hash_while_reading else raw
         try:
             result.format = decode_stream(reader, src.path, batch, options.limits, decode_json_value)
         finally:
@@ -345,9 +380,14 @@ def _ingest_one(con: duckdb.DuckDBPyConnection, writer: StoreWriter, src: Source
                 raw.close()
         batch.flush()
         background.drain()
-        if src.is_stdin:
-            result.sha256 = reader.sha.hexdigest()
-            result.size_bytes = reader.size
+        if hash_while_reading:
+            result.sha256 = reader.sha.hexdigest()  # type: ignore[union-attr]
+            result.size_bytes = reader.size  # type: ignore[union-attr]
+            prior = None if src.is_stdin else _prior(con, result.sha256)
+            if prior:  # the file was rewritten between stat() and reading: it is one we have
+                _quiesce(background)
+                _rollback(con)
+                return _already(_fresh(result), prior)
         result.traces = int(con.execute(
             "SELECT count(DISTINCT trace_id) FROM span_store WHERE file_id = ?", [file_id]).fetchone()[0])
         con.execute(
@@ -359,6 +399,10 @@ def _ingest_one(con: duckdb.DuckDBPyConnection, writer: StoreWriter, src: Source
         con.execute("UPDATE fabric_meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR) "
                     "WHERE key = 'data_version'")
         con.execute("COMMIT")
+    except KeyCollision:
+        _quiesce(background)
+        _rollback(con)
+        raise
     except FabricError as exc:
         _quiesce(background)
         _rollback(con)

@@ -5,7 +5,8 @@ into Python values through a bounded cache keyed by those bytes: most attribute 
 repeat (models, operation names, ports, session ids...), so a typical attribute costs
 one dict lookup instead of several protobuf message-object creations.
 
-Cached array/kvlist values are shared between spans: treat span rows as read-only.
+Attribute dicts are serialised to the canonical attribute JSON as soon as a span is
+complete (cached array/kvlist values are shared between spans and never modified).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fabric_trace.ingest.batch import (
     SPAN_KINDS,
     STATUS_CODES,
     SpanSink,
+    attributes_json,
     check_span_id,
     check_time,
     check_trace_id,
@@ -185,31 +187,35 @@ def _reject_span(ctx: Ctx, where: str, reason: str, tid: str | None, sid: str | 
 
 
 def spans(msgs: Iterable[Any], first: int, ctx: Ctx, rid: str, scid: str, pre: str) -> None:
-    """Emit one row per span message (the hot loop); ``first`` is the index of the first one."""
+    """Emit one row per span message (the hot loop); ``first`` is the index of the first one.
+
+    A span's location is ``f"{pre}{index}]"``; it is only built for a rejection or a repair.
+    """
     sink = ctx.sink
-    emit = sink.span
+    ak, at, asid, apar, aflags, aname, akind, astart, aend, acode, aattr = sink.group(pre, rid, scid)
+    extra = sink.extra
     notes = ctx.vd.notes
     get = ctx.cache.get
     kinds = SPAN_KINDS
     status_get = _STATUS_CACHE.get
+    dumps = attributes_json
     for k, s in enumerate(msgs, first):
-        where = f"{pre}{k}]"
         tid = s.trace_id.hex()
         sid = s.span_id.hex()
         if len(tid) != 32 or tid == _Z32 or len(sid) != 16 or sid == _Z16:
-            _reject_span(ctx, where, check_trace_id(tid) or check_span_id(sid) or "bad id", tid, sid)
+            _reject_span(ctx, f"{pre}{k}]", check_trace_id(tid) or check_span_id(sid) or "bad id", tid, sid)
             continue
         parent: str | None = s.parent_span_id.hex()
         if not parent or parent == _Z16:
             parent = None
         elif len(parent) != 16:
-            _reject_span(ctx, where, f"parent {check_span_id(parent)}", tid, sid)
+            _reject_span(ctx, f"{pre}{k}]", f"parent {check_span_id(parent)}", tid, sid)
             continue
         start = s.start_time_unix_nano
         end = s.end_time_unix_nano
         if start > MAX_TIME_NS or end > MAX_TIME_NS:
             reason = check_time(start, "start time") or check_time(end, "end time") or "bad time"
-            _reject_span(ctx, where, reason, tid, sid)
+            _reject_span(ctx, f"{pre}{k}]", reason, tid, sid)
             continue
         raw = s.attributes
         try:
@@ -218,14 +224,14 @@ def spans(msgs: Iterable[Any], first: int, ctx: Ctx, rid: str, scid: str, pre: s
                 r = get(b)
                 if r is None:
                     r = _miss(b, ctx)
-                ak, av = r
-                attrs[ak] = av
+                ak_, av = r
+                attrs[ak_] = av
             if len(attrs) != len(raw):
                 notes.append(f"{len(raw) - len(attrs)} duplicate attribute key(s); last value kept")
             events = s.events
-            events = _events(events, ctx) if events else []
+            events = _events(events, ctx) if events else None
             links = s.links
-            links = _links(links, ctx) if links else []
+            links = _links(links, ctx) if links else None
             st = s.status
             if st:
                 stv = status_get(st)
@@ -236,10 +242,10 @@ def spans(msgs: Iterable[Any], first: int, ctx: Ctx, rid: str, scid: str, pre: s
                 code_name = "UNSET"
                 message = None
         except (BadUtf8, WireError) as exc:
-            _reject_span(ctx, where, str(exc), tid, sid)
+            _reject_span(ctx, f"{pre}{k}]", str(exc), tid, sid)
             continue
-        if events is None:
-            _reject_span(ctx, where, "event time out of range (0..2^63-1 ns)", tid, sid)
+        if events is False:
+            _reject_span(ctx, f"{pre}{k}]", "event time out of range (0..2^63-1 ns)", tid, sid)
             continue
         kind = s.kind
         if 0 <= kind < _N_KINDS:
@@ -248,39 +254,46 @@ def spans(msgs: Iterable[Any], first: int, ctx: Ctx, rid: str, scid: str, pre: s
             kind_name = "UNSPECIFIED"
             notes.append(f"unknown span kind {kind} read as UNSPECIFIED")
         if notes:
-            flush_notes(ctx, where, tid, sid)
-        emit(
-            (
-                where,
-                tid,
-                sid,
-                parent,
-                s.trace_state or None,
-                s.flags,
-                s.name,
-                kind_name,
-                start,
-                end,
-                code_name,
-                message,
-                attrs,
-                events,
-                links,
-                s.dropped_attributes_count,
-                s.dropped_events_count,
-                s.dropped_links_count,
-                rid,
-                scid,
-            )
-        )
+            flush_notes(ctx, f"{pre}{k}]", tid, sid)
+        ak(k)
+        at(tid)
+        asid(sid)
+        apar(parent)
+        aflags(s.flags)
+        aname(s.name)
+        akind(kind_name)
+        astart(start)
+        aend(end)
+        acode(code_name)
+        aattr(dumps(attrs))
+        ts = s.trace_state
+        if ts:
+            extra("trace_state", ts)
+        if message is not None:
+            extra("status_message", message)
+        if events:
+            extra("events", dumps(events))
+        if links:
+            extra("links", dumps(links))
+        n = s.dropped_attributes_count
+        if n:
+            extra("dropped_attributes_count", n)
+        n = s.dropped_events_count
+        if n:
+            extra("dropped_events_count", n)
+        n = s.dropped_links_count
+        if n:
+            extra("dropped_links_count", n)
+    sink.end_group()
 
 
-def _events(events: Any, ctx: Ctx) -> list[dict[str, Any]] | None:
+def _events(events: Any, ctx: Ctx) -> list[dict[str, Any]] | bool:
+    """The span's events, or ``False`` if an event time is out of range."""
     out = []
     for e in events:
         t = e.time_unix_nano
         if t > MAX_TIME_NS:
-            return None
+            return False
         out.append(
             {
                 "time_ns": t,

@@ -1,15 +1,27 @@
 """Writing decoded batches into the store, deduplicating by (trace_id, span_id).
 
-For each batch: the spans become an Arrow table, DuckDB computes each span's
-content hash and normalized columns in one vectorised statement, and rows are
-classified:
+For each batch the spans become an Arrow table (on the decoding thread), and one
+statement computes every span's content hash and normalized columns and inserts
+it (on the writer thread; DuckDB releases the GIL). Rows are classified:
 
 * first occurrence of a key not in the store -> inserted;
-* same key, same content (in the store or earlier in the batch) -> duplicate;
+* same key, same content (in the store or earlier in the file) -> duplicate;
 * same key, different content -> the first is kept, the later one is
   quarantined with reason ``conflicting duplicate``.
 
-The caller owns the transaction (one per file, see :mod:`.pipeline`).
+A file is written in one of two modes (the caller owns the transaction, one per
+file, see :mod:`.pipeline`):
+
+* **fast** (the default for a file): a plain ``INSERT`` per batch. The primary
+  key is checked by DuckDB's index; any collision (with the store, with an
+  earlier batch, inside the batch) makes DuckDB abort the transaction, and
+  :meth:`StoreWriter.apply` raises :class:`KeyCollision`. The pipeline then rolls
+  the file back and ingests it again in safe mode. For new data -- the common
+  case -- nothing is spent on duplicate detection.
+* **safe** (standard input, or the second pass after a collision): ``INSERT ...
+  ON CONFLICT DO NOTHING RETURNING`` and the classification above. DuckDB 2.0
+  runs that as a MERGE that scans the stored keys, so its cost grows with the
+  store.
 """
 
 from __future__ import annotations
@@ -18,11 +30,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
-import orjson
+import numpy as np
 import pyarrow as pa
 
-from fabric_trace.ingest.batch import SPAN_FIELDS, SpanBatch
-from fabric_trace.ingest.normalize import Projection, _sql_str
+from fabric_trace.ingest.batch import SpanBatch
+from fabric_trace.ingest.normalize import Projection, extract_columns
+
+_JSON = pa.json_(pa.string())
 
 _STAGE_SCHEMA = pa.schema(
     [
@@ -39,22 +53,33 @@ _STAGE_SCHEMA = pa.schema(
         ("end_ns", pa.int64()),
         ("status_code", pa.string()),
         ("status_message", pa.string()),
-        ("attributes", pa.string()),
-        ("events", pa.string()),
-        ("links", pa.string()),
-        ("dropped_attributes_count", pa.int64()),
-        ("dropped_events_count", pa.int64()),
-        ("dropped_links_count", pa.int64()),
+        ("attributes", _JSON),
+        ("events", _JSON),  # NULL = "[]"
+        ("links", _JSON),  # NULL = "[]"
+        ("dropped_attributes_count", pa.int64()),  # NULL = 0
+        ("dropped_events_count", pa.int64()),  # NULL = 0
+        ("dropped_links_count", pa.int64()),  # NULL = 0
         ("resource_id", pa.string()),
         ("scope_id", pa.string()),
     ]
 )
+
+#: Optional staged columns and the value NULL stands for.
+_NULL_MEANS = {"events": "'[]'::JSON", "links": "'[]'::JSON", "dropped_attributes_count": "0", "dropped_events_count": "0",
+               "dropped_links_count": "0"}  # fmt: skip
 
 _RAW_COLS = (
     "trace_id, span_id, parent_span_id, trace_state, flags, name, kind, start_ns, end_ns, "
     "status_code, status_message, attributes, events, links, dropped_attributes_count, "
     "dropped_events_count, dropped_links_count, resource_id, scope_id"
 )
+
+#: Rows per Arrow record batch handed to DuckDB (several let its threads share a batch).
+CHUNK_ROWS = 16_384
+
+
+class KeyCollision(Exception):
+    """A fast-mode INSERT met a (trace_id, span_id) that exists already; the transaction is aborted."""
 
 
 @dataclass
@@ -67,28 +92,59 @@ class BatchResult:
     conflicts: list[tuple[str, str, str, str]] = field(default_factory=list)  # where, trace, span, reason
 
 
-def _dumps_list(values: list[Any]) -> list[str]:
-    dumps = orjson.dumps
-    out = []
-    for v in values:
-        out.append(dumps(v).decode() if v else ("[]" if isinstance(v, list) else "{}"))
-    return out
+def _sparse(batch: SpanBatch, name: str, typ: pa.DataType, n: int) -> pa.Array:
+    """An optional field as an Arrow column: NULL where the span has the default."""
+    values = batch.extras[name]
+    if not values:
+        return pa.nulls(n, typ)
+    dense: list[Any] = [None] * n
+    for row, value in values:
+        dense[row] = value
+    if typ is _JSON:
+        return pa.ExtensionArray.from_storage(_JSON, pa.array(dense, pa.binary()).view(pa.string()))
+    return pa.array(dense, typ)
 
 
-def batch_to_arrow(batch: SpanBatch, seq_start: int) -> pa.Table:
-    """Turn a batch's span rows into an Arrow table in the staging schema."""
-    n = len(batch.spans)
+def _runs(batch: SpanBatch, values: list[str], n: int) -> pa.Array:
+    """A per-group value (resource id, scope id) repeated for each span of the group."""
+    starts = np.asarray(batch.group_start + [n], dtype=np.int64)
+    counts = np.diff(starts)
+    return pa.array(values, pa.string()).take(pa.array(np.repeat(np.arange(len(values)), counts)))
+
+
+def batch_to_arrow(batch: SpanBatch, seq_start: int, with_where: bool = True) -> pa.Table:
+    """Turn a batch's columns into an Arrow table in the staging schema.
+
+    ``with_where=False`` leaves the span locations NULL (fast mode never reports them).
+    """
+    n = len(batch)
     if n == 0:
         return _STAGE_SCHEMA.empty_table()
-    cols = list(zip(*batch.spans))
-    by_name = dict(zip(SPAN_FIELDS, cols))
-    arrays: list[Any] = [pa.array(range(seq_start, seq_start + n), pa.int64())]
-    for fld in _STAGE_SCHEMA.names[1:]:
-        src = "where" if fld == "where_" else fld
-        values = by_name[src]
-        if fld in ("attributes", "events", "links"):
-            values = _dumps_list(list(values))
-        arrays.append(pa.array(values, _STAGE_SCHEMA.field(fld).type))
+    string = pa.string()
+    attrs = pa.array(batch.attributes, pa.binary()).view(string)  # canonical JSON, valid UTF-8
+    arrays = [
+        pa.array(np.arange(seq_start, seq_start + n, dtype=np.int64)),
+        pa.array(batch.wheres(), string) if with_where else pa.nulls(n, string),
+        pa.array(batch.trace_id, string),
+        pa.array(batch.span_id, string),
+        pa.array(batch.parent_span_id, string),
+        _sparse(batch, "trace_state", string, n),
+        pa.array(batch.flags, pa.int64()),
+        pa.array(batch.name, string),
+        pa.array(batch.kind, string),
+        pa.array(batch.start_ns, pa.int64()),
+        pa.array(batch.end_ns, pa.int64()),
+        pa.array(batch.status_code, string),
+        _sparse(batch, "status_message", string, n),
+        pa.ExtensionArray.from_storage(_JSON, attrs),
+        _sparse(batch, "events", _JSON, n),
+        _sparse(batch, "links", _JSON, n),
+        _sparse(batch, "dropped_attributes_count", pa.int64(), n),
+        _sparse(batch, "dropped_events_count", pa.int64(), n),
+        _sparse(batch, "dropped_links_count", pa.int64(), n),
+        _runs(batch, batch.group_resource, n),
+        _runs(batch, batch.group_scope, n),
+    ]
     return pa.Table.from_arrays(arrays, schema=_STAGE_SCHEMA)
 
 
@@ -99,7 +155,6 @@ class Prepared:
     spans: pa.Table
     resources: pa.Table | None
     scopes: pa.Table | None
-    has_inner_duplicates: bool
     decoded: int
 
 
@@ -108,34 +163,34 @@ class StoreWriter:
 
     :meth:`prepare` is pure Python/Arrow work; :meth:`apply` runs the SQL (DuckDB
     releases the GIL), so the pipeline can decode the next batch while the
-    previous one is written.
+    previous one is written. ``fast`` selects the mode (see the module docstring).
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, projection: Projection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, projection: Projection, fast: bool = True) -> None:
         self.con = con
         self.projection = projection
+        self.fast = fast
         self._seq = 0
-        span_list = "[" + ", ".join(_sql_str(p) for p in projection.span_paths) + "]"
-        res_list = "[" + ", ".join(_sql_str(p) for p in projection.resource_paths) + "]"
-        norm = ",\n            ".join(f"{expr} AS {col}" for col, expr in projection.columns.items())
+        p = projection
         # Local resource/scope keys (whatever the decoder returned) -> canonical ids.
         con.execute("CREATE OR REPLACE TEMP TABLE res_map (local_key VARCHAR PRIMARY KEY, resource_id VARCHAR)")
         con.execute("CREATE OR REPLACE TEMP TABLE scope_map (local_key VARCHAR PRIMARY KEY, scope_id VARCHAR)")
         # Resource attributes the crosswalk needs, extracted once per resource (not per span).
-        con.execute("CREATE OR REPLACE TEMP TABLE res_x (resource_id VARCHAR PRIMARY KEY, _r VARCHAR[])")
-        self._res_x_sql = (f"INSERT OR IGNORE INTO res_x SELECT resource_id, json_extract_string(attributes, {res_list}) "
-                           "FROM dim_canon")
-        # A staged span with canonical resource/scope ids (by content). Attribute,
-        # event and link JSON is orjson's serialisation of the decoded values, the
-        # same for every decoder, so equal spans hash equal.
+        r_cols = ", ".join(f"r{i} VARCHAR" for i in range(1, len(p.resource_keys) + 1))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE res_x (resource_id VARCHAR PRIMARY KEY{', ' + r_cols if r_cols else ''})")
+        r_src, r_sel = extract_columns("attributes", p.resource_keys, "r")
+        self._res_x_sql = (f"INSERT OR IGNORE INTO res_x SELECT resource_id{''.join(', ' + c for c in r_sel)} "
+                           f"FROM (SELECT resource_id, {r_src} AS _x_r FROM dim_canon)") if r_sel else \
+            "INSERT OR IGNORE INTO res_x SELECT resource_id FROM dim_canon"
+        # A staged span with canonical resource/scope ids (by content) and its content
+        # hash. Attribute, event and link JSON is the canonical JSON of the decoded
+        # values, the same for every decoder, so equal spans hash equal.
+        staged = ", ".join(f"coalesce(b.{c}, {_NULL_MEANS[c]}) AS {c}" if c in _NULL_MEANS else f"b.{c}"
+                           for c in _RAW_COLS.split(", ") if c not in ("resource_id", "scope_id"))
         self._canon_sql = f"""
         CREATE OR REPLACE TEMP VIEW stage_canon AS
         WITH st AS (
-            SELECT b.seq, b.where_, b.trace_id, b.span_id, b.parent_span_id, b.trace_state, b.flags,
-                   b.name, b.kind, b.start_ns, b.end_ns, b.status_code, b.status_message,
-                   b.attributes, b.events, b.links,
-                   b.dropped_attributes_count, b.dropped_events_count, b.dropped_links_count,
-                   rm.resource_id, sm.scope_id
+            SELECT b.seq, b.where_, {staged}, rm.resource_id, sm.scope_id
             FROM stage_batch b
             LEFT JOIN res_map rm ON rm.local_key = b.resource_id
             LEFT JOIN scope_map sm ON sm.local_key = b.scope_id
@@ -151,40 +206,42 @@ class StoreWriter:
         WINDOW w AS (PARTITION BY trace_id, span_id ORDER BY seq
                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
         """
+        a_src, a_sel = extract_columns("attributes", p.span_keys, "a")
+        low = [f"lower(a{i}) AS l{i}" for i in p.lowered] + [f"{e} AS {n}" for n, e in p.intermediates.items()]
+        norm = ", ".join(f"{expr} AS {col}" for col, expr in p.columns.items())
+        r_names = "".join(f", r.r{i}" for i in range(1, len(p.resource_keys) + 1))
 
-        def insert_from(source: str) -> str:
+        def insert_from(source: str, returning: bool) -> str:
             return f"""
         INSERT INTO span_store
-        SELECT {_RAW_COLS}, ? AS file_id, content_hash, {", ".join(projection.columns)}
+        SELECT {_RAW_COLS}, ? AS file_id, content_hash, {", ".join(p.columns)}
         FROM (
-            SELECT c.*,
-            {norm}
-            FROM (
-                SELECT c1.*, list_transform(c1._a, lambda x: lower(x)) AS _l
-                FROM (
-                    SELECT c0.*, json_extract_string(c0.attributes, {span_list}) AS _a, lower(c0.name) AS _n, r._r
-                    FROM {source} c0 LEFT JOIN res_x r USING (resource_id)
-                ) c1
-            ) c
+            SELECT s3.*, {norm} FROM (
+                SELECT s2.*{"".join(", " + x for x in low)} FROM (
+                    SELECT s1.*{"".join(", " + x for x in a_sel)} FROM (
+                        SELECT c0.*, {a_src if a_sel else "NULL"} AS _x_a, lower(c0.name) AS _n{r_names}
+                        FROM {source} c0 LEFT JOIN res_x r USING (resource_id)
+                    ) s1
+                ) s2
+            ) s3
         )
-        ON CONFLICT DO NOTHING
-        RETURNING trace_id, span_id
-        """
+        """ + ("ON CONFLICT DO NOTHING RETURNING trace_id, span_id" if returning else "")
 
-        self._insert_ranked_sql = insert_from("(SELECT * FROM stage_cls WHERE rn = 1)")
-        self._insert_plain_sql = insert_from("stage_canon")
+        self._insert_fast_sql = insert_from("stage_canon", returning=False)
+        self._insert_ranked_sql = insert_from("(SELECT * FROM stage_cls WHERE rn = 1)", returning=True)
 
     def prepare(self, batch: SpanBatch) -> Prepared:
         """Convert a batch to Arrow tables (no database access)."""
-        table = batch_to_arrow(batch, self._seq)
-        self._seq += len(batch.spans)
-        keys = set(zip(table.column("trace_id").to_pylist(), table.column("span_id").to_pylist())) if batch.spans else set()
+        n = len(batch)
+        table = batch_to_arrow(batch, self._seq, with_where=not self.fast)
+        self._seq += n
+        if n > CHUNK_ROWS:  # several record batches: DuckDB's threads can share the work
+            table = pa.Table.from_batches(table.to_batches(max_chunksize=CHUNK_ROWS), schema=table.schema)
         return Prepared(
             spans=table,
             resources=_resources_table(batch) if batch.resources else None,
             scopes=_scopes_table(batch) if batch.scopes else None,
-            has_inner_duplicates=len(keys) != len(batch.spans),
-            decoded=len(batch.spans),
+            decoded=n,
         )
 
     def write(self, batch: SpanBatch, file_id: int) -> BatchResult:
@@ -192,7 +249,11 @@ class StoreWriter:
         return self.apply(self.prepare(batch), file_id)
 
     def apply(self, prep: Prepared, file_id: int) -> BatchResult:
-        """Write one prepared batch; returns its counts. Raises ``duckdb.Error`` on failure."""
+        """Write one prepared batch; returns its counts.
+
+        Raises :class:`KeyCollision` in fast mode when a key exists already (the
+        transaction is then aborted), ``duckdb.Error`` on other failures.
+        """
         con = self.con
         result = BatchResult(decoded=prep.decoded)
         if prep.resources is not None:
@@ -204,24 +265,27 @@ class StoreWriter:
         if not prep.decoded:
             return result
         con.register("stage_batch", prep.spans)
+        if self.fast:
+            try:
+                con.execute(self._canon_sql)
+                con.execute(self._insert_fast_sql, [file_id])
+            except duckdb.ConstraintException as exc:
+                raise KeyCollision(str(exc)) from None  # the transaction is aborted: no unregister
+            con.unregister("stage_batch")
+            result.inserted = prep.decoded
+            return result
         try:
             con.execute(self._canon_sql)
-            if prep.has_inner_duplicates:
-                con.execute(self._classify_sql)
-                inserted = con.execute(self._insert_ranked_sql, [file_id]).fetchall()
-                n_first = con.execute("SELECT count(*) FROM stage_cls WHERE rn = 1").fetchone()[0]
-            else:
-                inserted = con.execute(self._insert_plain_sql, [file_id]).fetchall()
-                n_first = prep.decoded
+            con.execute(self._classify_sql)
+            inserted = con.execute(self._insert_ranked_sql, [file_id]).fetchall()
+            n_first = con.execute("SELECT count(*) FROM stage_cls WHERE rn = 1").fetchall()[0][0]
             result.inserted = len(inserted)
-            if prep.has_inner_duplicates:
+            if n_first != prep.decoded:
                 later_same, later_conflicts = self._later_copies()
                 result.duplicate += later_same
                 result.conflicts.extend(later_conflicts)
             # First copies not inserted collided with the store.
             if n_first != result.inserted:
-                if not prep.has_inner_duplicates:
-                    con.execute(self._classify_sql)
                 same, conflicts = self._store_collisions(inserted)
                 result.duplicate += same
                 result.conflicts.extend(conflicts)
@@ -281,7 +345,6 @@ class StoreWriter:
             if not eq
         ]
         return same, conflicts
-
 
 
 #: Content ids of resources and scopes (over DuckDB's canonical JSON, so every

@@ -34,7 +34,7 @@ from typing import Any
 
 from fabric_trace.errors import DecodeError
 from fabric_trace.ingest.anyvalue import FAST_CHARS, cap_string, parse_int64, parse_int_ns, raw_json
-from fabric_trace.ingest.batch import MAX_TIME_NS, SPAN_KINDS, SpanSink
+from fabric_trace.ingest.batch import MAX_TIME_NS, SPAN_KINDS, SpanSink, add_span, attributes_json
 from fabric_trace.ingest.jaeger_json import jaeger_id
 
 _BAD_RECORD = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError, RecursionError)
@@ -52,16 +52,20 @@ def decode_zipkin_json(spans: list[Any], where: str, sink: SpanSink) -> None:
     prefix = f"{where}, " if where else ""
     rids: dict[Any, str] = {}
     scids: dict[tuple[Any, Any], str] = {}
+    pre = f"{prefix}["
     for i, s in enumerate(spans):
-        w = f"{prefix}[{i}]"
+        w = f"{pre}{i}]"
         try:
-            row = _span(s, w, rids, scids, sink)
+            t, sp, parent, name, kind, start, end, code, msg, attrs, events, rid, scid = _span(s, w, rids, scids, sink)
+            attrs_json = attributes_json(attrs)
+            events_json = attributes_json(events)
         except DecodeError as e:
             _reject(s, w, e.message, sink)
         except _BAD_RECORD as e:
             _reject(s, w, f"malformed span ({type(e).__name__}: {str(e)[:200]})", sink)
         else:
-            sink.span(row)
+            add_span(sink, pre, i, rid, scid, t, sp, parent, None, name, kind, start, end, code, attrs_json,
+                     status_message=msg, events=events_json)
 
 
 def _reject(s: Any, w: str, reason: str, sink: SpanSink) -> None:
@@ -205,7 +209,7 @@ def _span(s: Any, w: str, rids: dict[Any, str], scids: dict[tuple[Any, Any], str
     if rid is None:
         rid = rids[svc] = sink.resource({"service.name": svc} if svc else {}, None, 0)
     events = _annotations(s.get("annotations"), w, t, sp, sink)
-    return (w, t, sp, parent, None, None, name, kind, start, end, code, msg, attrs, events, [], 0, 0, 0, rid, scid)
+    return (t, sp, parent, name, kind, start, end, code, msg, attrs, events, rid, scid)
 
 
 def _annotations(anns: Any, w: str, t: str, sp: str, sink: SpanSink) -> list[dict[str, Any]]:
