@@ -252,6 +252,8 @@ def extract_paths(cfg: LocalityConfig) -> tuple[list[str], dict[str, int]]:
 def first_of(x: str, index: dict[str, int], keys: tuple[str, ...]) -> str:
     """SQL: the first non-NULL of ``keys`` in the extracted list ``x``."""
     refs = [f"{x}[{index[k]}]" for k in keys]
+    if not refs:
+        return "NULL::VARCHAR"
     return refs[0] if len(refs) == 1 else "coalesce(" + ", ".join(refs) + ")"
 
 

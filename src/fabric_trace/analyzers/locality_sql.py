@@ -35,8 +35,8 @@ def raw_sql(cfg: LocalityConfig) -> str:
     x = _x(paths)
     roles = ("cache", "llm") + cfg.access_roles
     role_or = " OR ".join(f"s.role = {sql_str(r)}" for r in roles)
-    cache_or = " OR ".join(f"s.db_system = {sql_str(c)}" for c in cfg.cache_systems)
-    is_cache = f"coalesce({cache_or.replace('s.db_system', 's.db_system')}, false)"
+    cache_or = " OR ".join(f"s.db_system = {sql_str(c)}" for c in cfg.cache_systems) or "FALSE"
+    is_cache = f"coalesce({cache_or}, false)"
     return f"""
     SELECT s.rowid AS i, s.trace_id, s.span_id, s.parent_span_id, s.name, s.start_ns, s.end_ns,
            s.status_code, s.service_name, s.resource_id, s.region, s.zone, s.host, s.role,
@@ -60,6 +60,8 @@ def raw_sql(cfg: LocalityConfig) -> str:
 def _has_hit_key(cfg: LocalityConfig) -> str:
     """A cheap superset test for "the span may carry a hit attribute" (spans of other roles)."""
     keys = cfg.hit_attributes
+    if not keys:
+        return "FALSE"
     if all("cache" in k for k in keys):
         return "contains(CAST(s.attributes AS VARCHAR), 'cache')"
     return "(" + " OR ".join(f"contains(CAST(s.attributes AS VARCHAR), {sql_str(chr(34) + k + chr(34))})"
