@@ -32,18 +32,19 @@ REPAIR_SEVERITY = {
 }
 
 _DDL = """
-CREATE OR REPLACE TABLE latency_traces (
-    trace_id VARCHAR PRIMARY KEY, root_span_id VARCHAR, root_count BIGINT,
+CREATE OR REPLACE TABLE latency_traces_raw (
+    trace_id VARCHAR, root_span_id VARCHAR, root_count BIGINT,
     start_ns BIGINT, end_ns BIGINT, duration_ns BIGINT, root_duration_ns BIGINT,
-    span_count BIGINT, error_count BIGINT, incomplete BOOLEAN, repair_count BIGINT,
-    workflow VARCHAR
+    span_count BIGINT, error_count BIGINT, incomplete BOOLEAN, repair_count BIGINT
 );
 CREATE OR REPLACE TABLE latency_spans (
     trace_id VARCHAR, span_id VARCHAR, root_span_id VARCHAR, depth BIGINT, child_count BIGINT,
-    start_ns BIGINT, end_ns BIGINT, self_ns BIGINT, on_critical_path_ns BIGINT, shift_ns BIGINT
+    start_ns BIGINT, end_ns BIGINT, self_ns BIGINT, on_critical_path_ns BIGINT, shift_ns BIGINT,
+    service_name VARCHAR, name VARCHAR, role VARCHAR, model VARCHAR
 );
 CREATE OR REPLACE TABLE latency_segments (
-    trace_id VARCHAR, root_span_id VARCHAR, span_id VARCHAR, start_ns BIGINT, end_ns BIGINT
+    trace_id VARCHAR, root_span_id VARCHAR, span_id VARCHAR, start_ns BIGINT, end_ns BIGINT,
+    service_name VARCHAR, name VARCHAR, role VARCHAR, model VARCHAR
 );
 CREATE OR REPLACE TABLE latency_repairs (
     trace_id VARCHAR, kind VARCHAR, span_id VARCHAR, parent_span_id VARCHAR, offset_ns BIGINT,
@@ -53,14 +54,9 @@ CREATE OR REPLACE TABLE latency_repairs (
 
 _VIEWS = """
 CREATE OR REPLACE VIEW traces AS
-SELECT t.trace_id, t.workflow, t.root_span_id, r.name AS root_name, r.service_name AS root_service,
-       t.start_ns, t.end_ns, t.duration_ns, t.span_count, t.error_count, t.error_count > 0 AS has_error,
-       coalesce(sv.services, []) AS services,
-       t.incomplete, t.repair_count > 0 AS repaired, t.repair_count, t.root_count
-FROM latency_traces t
-LEFT JOIN span_store r ON r.trace_id = t.trace_id AND r.span_id = t.root_span_id
-LEFT JOIN (SELECT trace_id, list(DISTINCT service_name ORDER BY service_name) AS services
-           FROM span_store GROUP BY trace_id) sv ON sv.trace_id = t.trace_id;
+SELECT trace_id, workflow, root_span_id, root_name, root_service, start_ns, end_ns, duration_ns,
+       span_count, error_count, has_error, services, incomplete, repaired, repair_count, root_count
+FROM latency_traces;
 
 CREATE OR REPLACE VIEW critical_path AS
 SELECT trace_id, span_id, start_ns, end_ns, end_ns - start_ns AS duration_ns, root_span_id
@@ -87,29 +83,38 @@ def derive(con: duckdb.DuckDBPyConnection, config: Any) -> None:
     """Recompute the latency tables and repair findings for the whole store."""
     con.execute(_DDL)
     max_skew = _max_skew(config)
-    for batch in iter_trace_metrics(con, max_clock_skew_ns=max_skew):
-        _append(con, "latency_traces", batch.traces,
+    carry = ("name", "role", "model")
+    for batch in iter_trace_metrics(con, max_clock_skew_ns=max_skew, carry=carry):
+        _append(con, "latency_traces_raw", batch.traces,
                 ["trace_id", "root_span_id", "root_count", "start_ns", "end_ns", "duration_ns",
                  "root_duration_ns", "span_count", "error_count", "incomplete", "repair_count"])
         _append(con, "latency_spans", batch.spans,
                 ["trace_id", "span_id", "root_span_id", "depth", "child_count", "start_ns", "end_ns",
-                 "self_ns", "on_critical_path_ns", "shift_ns"])
+                 "self_ns", "on_critical_path_ns", "shift_ns", "service_name", *carry])
         _append(con, "latency_segments", batch.segments,
-                ["trace_id", "root_span_id", "span_id", "start_ns", "end_ns"])
+                ["trace_id", "root_span_id", "span_id", "start_ns", "end_ns", "service_name", *carry])
         _append(con, "latency_repairs", batch.repairs,
                 ["trace_id", "kind", "span_id", "parent_span_id", "offset_ns", "service",
                  "parent_service", "count"])
     wf_sql, wf_params = workflow_sql(config)
+    # Trace facts materialised once (root span, workflow, services), so reports
+    # and the `traces` view never join back to the span store.
     con.execute(
         f"""
-        UPDATE latency_traces AS t SET workflow = w.workflow
-        FROM (SELECT r.trace_id, {wf_sql} AS workflow
-              FROM span_store r JOIN latency_traces lt
-                ON lt.trace_id = r.trace_id AND lt.root_span_id = r.span_id) w
-        WHERE w.trace_id = t.trace_id
+        CREATE OR REPLACE TABLE latency_traces AS
+        SELECT t.trace_id, {wf_sql} AS workflow, t.root_span_id, r.name AS root_name,
+               r.service_name AS root_service, t.start_ns, t.end_ns, t.duration_ns, t.root_duration_ns,
+               t.span_count, t.error_count, t.error_count > 0 AS has_error,
+               coalesce(sv.services, []::VARCHAR[]) AS services, t.incomplete,
+               t.repair_count > 0 AS repaired, t.repair_count, t.root_count
+        FROM latency_traces_raw t
+        LEFT JOIN span_store r ON r.trace_id = t.trace_id AND r.span_id = t.root_span_id
+        LEFT JOIN (SELECT trace_id, list(DISTINCT service_name ORDER BY service_name) AS services
+                   FROM latency_spans GROUP BY trace_id) sv ON sv.trace_id = t.trace_id
         """,
         wf_params,
     )
+    con.execute("DROP TABLE latency_traces_raw")
     con.execute(_VIEWS)
     _repair_findings(con)
 

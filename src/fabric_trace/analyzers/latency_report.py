@@ -53,7 +53,7 @@ def _selected_traces(con: duckdb.DuckDBPyConnection, flt: ReportFilter) -> None:
         where_sql += f" AND t.trace_id IN (SELECT s.trace_id FROM spans s WHERE {flt.where.sql})"
         params += list(flt.where.params)
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE sel AS SELECT t.* FROM traces t {where_sql}", params
+        f"CREATE OR REPLACE TEMP TABLE sel AS SELECT t.* FROM latency_traces t {where_sql}", params
     )
 
 
@@ -181,10 +181,9 @@ def _workflow_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 def _breakdown(con: duckdb.DuckDBPyConnection, dim: str) -> list[dict[str, Any]]:
     rows = _rows(con, f"""
         WITH per AS (
-            SELECT c.trace_id, coalesce(CAST({dim} AS VARCHAR), '(none)') AS key, sum(c.end_ns - c.start_ns) AS ns
-            FROM critical_path c JOIN sel t USING (trace_id)
-            JOIN span_store s ON s.trace_id = c.trace_id AND s.span_id = c.span_id
-            WHERE c.root_span_id = t.root_span_id
+            SELECT s.trace_id, coalesce(CAST({dim} AS VARCHAR), '(none)') AS key, sum(s.end_ns - s.start_ns) AS ns
+            FROM latency_segments s JOIN sel t USING (trace_id)
+            WHERE s.root_span_id = t.root_span_id
             GROUP BY ALL
         ), keys AS (SELECT DISTINCT t.workflow, p.key FROM per p JOIN sel t USING (trace_id)),
         grid AS (
@@ -203,10 +202,9 @@ def _breakdown(con: duckdb.DuckDBPyConnection, dim: str) -> list[dict[str, Any]]
 def _self_by(con: duckdb.DuckDBPyConnection, dim: str) -> list[dict[str, Any]]:
     rows = _rows(con, f"""
         WITH per AS (
-            SELECT t.workflow, m.trace_id, coalesce(CAST({dim} AS VARCHAR), '(none)') AS key,
-                   count(*) AS spans, sum(m.self_ns) AS ns
-            FROM span_metrics m JOIN sel t USING (trace_id)
-            JOIN span_store s ON s.trace_id = m.trace_id AND s.span_id = m.span_id
+            SELECT t.workflow, s.trace_id, coalesce(CAST({dim} AS VARCHAR), '(none)') AS key,
+                   count(*) AS spans, sum(s.self_ns) AS ns
+            FROM latency_spans s JOIN sel t USING (trace_id)
             GROUP BY ALL
         ), tot AS (SELECT workflow, sum(ns) AS all_ns FROM per GROUP BY workflow)
         SELECT p.workflow, key, sum(spans) AS spans, sum(ns) AS ns, quantile_cont(ns, 0.5) AS p50,
@@ -222,10 +220,9 @@ def _top_operations(con: duckdb.DuckDBPyConnection, top: int) -> list[dict[str, 
     rows = _rows(con, """
         WITH seg AS (
             SELECT t.workflow, s.name AS operation, s.role, s.service_name AS service,
-                   count(*) AS n, sum(c.end_ns - c.start_ns) AS ns
-            FROM critical_path c JOIN sel t USING (trace_id)
-            JOIN span_store s ON s.trace_id = c.trace_id AND s.span_id = c.span_id
-            WHERE c.root_span_id = t.root_span_id
+                   count(*) AS n, sum(s.end_ns - s.start_ns) AS ns
+            FROM latency_segments s JOIN sel t USING (trace_id)
+            WHERE s.root_span_id = t.root_span_id
             GROUP BY ALL
         ), tot AS (SELECT workflow, sum(duration_ns) AS e2e FROM sel GROUP BY workflow)
         SELECT seg.*, ns / nullif(e2e, 0) AS share,
@@ -243,10 +240,9 @@ def _orchestration(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     rows = _rows(con, f"""
         WITH per AS (
             SELECT t.trace_id, t.workflow, t.duration_ns,
-                   coalesce(sum(c.end_ns - c.start_ns) FILTER (WHERE s.role IN ({roles})), 0) AS ns
+                   coalesce(sum(s.end_ns - s.start_ns) FILTER (WHERE s.role IN ({roles})), 0) AS ns
             FROM sel t
-            LEFT JOIN critical_path c ON c.trace_id = t.trace_id AND c.root_span_id = t.root_span_id
-            LEFT JOIN span_store s ON s.trace_id = c.trace_id AND s.span_id = c.span_id
+            LEFT JOIN latency_segments s ON s.trace_id = t.trace_id AND s.root_span_id = t.root_span_id
             GROUP BY ALL
         )
         SELECT workflow, quantile_cont(ns, 0.5) AS p50, quantile_cont(ns, 0.95) AS p95,
@@ -262,7 +258,7 @@ def _parallelism(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
         WITH per AS (
             SELECT t.trace_id, t.workflow,
                    sum(greatest(s.end_ns - s.start_ns, 0)) / nullif(any_value(t.duration_ns), 0) AS par
-            FROM sel t JOIN span_store s USING (trace_id) GROUP BY ALL
+            FROM sel t JOIN latency_spans s USING (trace_id) GROUP BY ALL
         )
         SELECT workflow, quantile_cont(par, 0.5) AS p50, quantile_cont(par, 0.95) AS p95
         FROM per GROUP BY workflow

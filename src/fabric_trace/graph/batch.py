@@ -39,12 +39,12 @@ _BUCKET_SQL = """
 WITH src AS (
     SELECT trace_id, span_id, nullif(parent_span_id, '') AS parent_span_id, kind,
            start_ns, end_ns, nullif(service_name, '') AS service_name, nullif(host, '') AS host,
-           status_code
+           status_code{carry_src}
     FROM {table} {where}
 )
 SELECT trace_id, span_id, parent_span_id, service_name, host, start_ns, end_ns,
        kind = 'PRODUCER' AS producer, kind = 'CONSUMER' AS consumer,
-       status_code = 'ERROR' AS error, {copies} AS copies
+       status_code = 'ERROR' AS error, {copies} AS copies{carry}
 FROM src {dedupe}
 """
 
@@ -94,7 +94,7 @@ def _codes(values: pa.Array) -> np.ndarray:
     return np.asarray(pc.dictionary_encode(values).indices.fill_null(-1), dtype=np.int64)
 
 
-def _arrays(tbl: pa.Table) -> SpanArrays | None:
+def _arrays(tbl: pa.Table, carry: tuple[str, ...] = ()) -> SpanArrays | None:
     """Sort the bucket's spans by (trace_id, span_id) and resolve parents."""
     if tbl.num_rows == 0:
         return None
@@ -136,13 +136,15 @@ def _arrays(tbl: pa.Table) -> SpanArrays | None:
         async_edge=(prow >= 0) & num("producer", bool)[order][pz] & num("consumer", bool)[order],
         same_clock=(prow >= 0) & same,
         error=num("error", bool)[order], copies=num("copies", np.int64)[order],
+        carried={c: col(c).take(take) for c in carry},
     )
 
 
-def _query(table: str, where: str, *, unique: bool) -> str:
+def _query(table: str, where: str, *, unique: bool, carry: tuple[str, ...] = ()) -> str:
+    extra = "".join(f", {c}" for c in carry)
     if unique:
-        return _BUCKET_SQL.format(table=table, where=where, copies="1", dedupe="")
-    return _BUCKET_SQL.format(table=table, where=where, dedupe=_DEDUPE,
+        return _BUCKET_SQL.format(table=table, where=where, copies="1", dedupe="", carry=extra, carry_src=extra)
+    return _BUCKET_SQL.format(table=table, where=where, dedupe=_DEDUPE, carry=extra, carry_src=extra,
                               copies="count(*) OVER (PARTITION BY trace_id, span_id)")
 
 
@@ -153,6 +155,7 @@ def iter_trace_metrics(
     n_buckets: int | None = None,
     max_clock_skew_ns: int | None = None,
     unique: bool | None = None,
+    carry: tuple[str, ...] = (),
 ) -> Iterator[MetricsBatch]:
     """Yield the metrics of all traces in ``table``, one bucket of traces at a time.
 
@@ -164,6 +167,11 @@ def iter_trace_metrics(
     """
     if not _IDENT.match(table):
         raise ValueError(f"not a table name: {table!r}")
+    reserved = {"trace_id", "span_id", "parent_span_id", "service_name", "host", "start_ns", "end_ns",
+                "kind", "status_code", "producer", "consumer", "error", "copies"}
+    for c in carry:
+        if not _IDENT.match(c) or "." in c or c in reserved:
+            raise ValueError(f"cannot carry column {c!r}")
     if n_buckets is None:
         ((count,),) = con.execute(f"SELECT count(*) FROM {table}").fetchall()
         n_buckets = max(1, -(-int(count) // SPANS_PER_BUCKET))
@@ -171,7 +179,7 @@ def iter_trace_metrics(
 
     def load(b: int) -> SpanArrays | None:
         where = "" if n_buckets == 1 else f"WHERE hash(trace_id) % {n_buckets} = {b}"
-        return _arrays(con.sql(_query(table, where, unique=is_unique)).to_arrow_table())
+        return _arrays(con.sql(_query(table, where, unique=is_unique, carry=carry)).to_arrow_table(), carry)
 
     # The next bucket is read in a helper thread while the kernel runs (DuckDB and
     # most numpy sorts release the GIL). It is always finished before a batch is

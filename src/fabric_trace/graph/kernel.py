@@ -15,7 +15,7 @@ walk along the chosen children of each parent is a Python loop:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -54,6 +54,8 @@ class SpanArrays:
     """Status ERROR."""
     copies: I64
     """Copies of this span id seen before deduplication."""
+    carried: dict[str, pa.Array] = field(default_factory=dict)
+    """Caller's extra columns, aligned with the rows, copied into the ``spans`` output."""
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,8 @@ def compute_bucket(a: SpanArrays, *, max_clock_skew_ns: int | None = None) -> Me
             "depth": jp.depth, "child_count": np.bincount(par[has_p], minlength=n).astype(np.int64),
             "start_ns": start, "end_ns": end, "self_ns": self_ns,
             "on_critical_path_ns": cp_ns, "shift_ns": shift,
+            **({"service_name": a.service_name} if a.carried else {}),
+            **a.carried,
         }),
         segments=segments,
         repairs=_repair_table(a, par, rec),
@@ -247,6 +251,8 @@ def _segments(a: SpanArrays, root: I64, par: I64, on_cp: Bool, cpk: I64, ws: I64
     return pa.table({
         "trace_id": a.trace_id.take(take), "root_span_id": a.span_id.take(pa.array(root[span])),
         "span_id": a.span_id.take(take), "start_ns": lo, "end_ns": hi,
+        **({"service_name": a.service_name.take(take)} if a.carried else {}),
+        **{name: values.take(take) for name, values in a.carried.items()},
     })
 
 
