@@ -163,3 +163,19 @@ def test_trace_ls_and_show(db: str) -> None:
     assert ambiguous.exit_code == ExitCode.USAGE
     missing = runner.invoke(app, ["trace", "show", "ffff", "--db", db])
     assert missing.exit_code == ExitCode.USAGE
+
+
+@pytest.mark.parametrize("scenario", ["otel", "openinference", "openllmetry"])
+def test_real_instrumentation_gives_a_sensible_report(tmp_path: Path, samples: Path, scenario: str) -> None:
+    """The real GenAI captures: one agent workflow whose critical path is owned by the LLM calls."""
+    path = str(tmp_path / "r.duckdb")
+    res = runner.invoke(app, ["trace", "ingest", str(samples / "generated" / f"{scenario}.otlp.jsonl"), "--db", path])
+    assert res.exit_code == 0
+    (wf,) = report(path)["workflows"]
+    assert wf["workflow"] == "weather-agent" and wf["traces"] == 1
+    assert wf["error_rate_pct"] == 100.0  # the scenario's last chat call fails with HTTP 404
+    cp = {r["key"]: r for r in wf["critical_path"]}
+    assert {"llm", "embedding", "tool", "agent"} <= set(cp)
+    assert sum(r["p50_ms"] for r in wf["critical_path"]) == pytest.approx(wf["p50_ms"], abs=0.01)
+    assert cp["llm"]["share_pct"] > 20
+    assert wf["llm"]["calls_per_trace"] == 3.0
