@@ -27,16 +27,10 @@ from fabric_trace.render.formats import (
 from fabric_trace.render.jsonify import to_jsonable
 from fabric_trace.render.report import Column, Report, Table
 
+from hostile import HOSTILE_BASE  # noqa: E402 - tests/hostile.py
+
 HOSTILE = [
-    "\x1b[2J",
-    "\x1b]8;;http://evil\x07x\x1b]8;;\x07",
-    "[link=http://evil]x[/link]",
-    "[/x]",
-    "\u202eabc",
-    "\x9b31m",
-    "a\rb",
-    "nul\x00byte",
-    "del\x7f",
+    *HOSTILE_BASE,
     "tab\there",
     "pipe|and\nnewline",
     "\u2066iso\u2069",

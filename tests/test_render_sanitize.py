@@ -12,16 +12,10 @@ from rich.table import Table
 
 from fabric_trace.render.sanitize import ELLIPSIS, safe_markup, safe_rich_text, safe_text
 
+from hostile import HOSTILE_BASE  # noqa: E402 - tests/hostile.py
+
 HOSTILE = [
-    "\x1b[2J",
-    "\x1b]8;;http://evil\x07x\x1b]8;;\x07",
-    "[link=http://evil]x[/link]",
-    "[/x]",
-    "\u202eabc",
-    "\x9b31m",
-    "a\rb",
-    "nul\x00byte",
-    "del\x7f",
+    *HOSTILE_BASE,
     "tab\there",
     "line\nbreak",
     "\u2066iso\u2069 \u200e\u200f\u061c",

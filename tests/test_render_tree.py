@@ -14,16 +14,10 @@ from fabric_trace.render.tree import render_trace_tree, render_trace_tree_text
 
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000
+from hostile import HOSTILE_BASE  # noqa: E402 - tests/hostile.py
+
 HOSTILE = [
-    "\x1b[2J",
-    "\x1b]8;;http://evil\x07x\x1b]8;;\x07",
-    "[link=http://evil]x[/link]",
-    "[/x]",
-    "\u202eabc",
-    "\x9b31m",
-    "a\rb",
-    "nul\x00byte",
-    "del\x7f",
+    *HOSTILE_BASE,
     "tab\there\nnewline",
 ]
 BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029")
