@@ -98,8 +98,8 @@ SPAN_COLUMNS: tuple[str, ...] = (
 EXTRA_FIELDS: dict[str, Any] = {
     "trace_state": None,
     "status_message": None,
-    "events": b"[]",
-    "links": b"[]",
+    "events": "[]",
+    "links": "[]",
     "dropped_attributes_count": 0,
     "dropped_events_count": 0,
     "dropped_links_count": 0,
@@ -112,8 +112,8 @@ STATUS_CODES: tuple[str, ...] = ("UNSET", "OK", "ERROR")
 MAX_TIME_NS = 2**63 - 1
 
 #: Canonical JSON of an empty attribute set / event list / link list.
-EMPTY_OBJECT = b"{}"
-EMPTY_LIST = b"[]"
+EMPTY_OBJECT = "{}"
+EMPTY_LIST = "[]"
 
 _HEX = frozenset("0123456789abcdef")
 _ZERO_TRACE = "0" * 32
@@ -184,8 +184,13 @@ def check_time(value: int, what: str) -> str | None:
     return None
 
 
-#: The canonical JSON serialisation of attribute dicts, event and link lists.
-attributes_json: Callable[[Any], bytes] = orjson.dumps
+def attributes_json(value: Any, _dumps: Callable[[Any], bytes] = orjson.dumps) -> str:
+    """The canonical JSON of an attribute dict, event list or link list (``orjson.dumps``).
+
+    Returned as ``str``: orjson's ``bytes`` keep its whole output buffer allocated
+    (about 4 KiB each, whatever the length), a ``str`` copy is exactly sized.
+    """
+    return _dumps(value).decode()
 
 
 def _intern_key(payload: Any) -> str:
@@ -224,7 +229,7 @@ class SpanBatch:
         self.start_ns: list[int] = []
         self.end_ns: list[int] = []
         self.status_code: list[str] = []
-        self.attributes: list[bytes | str] = []
+        self.attributes: list[str] = []
         #: field -> [(row, value)] for the optional fields that are not the default.
         self.extras: dict[str, list[tuple[int, Any]]] = {f: [] for f in EXTRA_FIELDS}
         # groups: first row, location prefix, resource id, scope id
@@ -400,12 +405,12 @@ def add_span(
     start_ns: int,
     end_ns: int,
     status_code: str,
-    attributes: bytes,
+    attributes: str,
     *,
     trace_state: str | None = None,
     status_message: str | None = None,
-    events: bytes = EMPTY_LIST,
-    links: bytes = EMPTY_LIST,
+    events: str = EMPTY_LIST,
+    links: str = EMPTY_LIST,
     dropped: tuple[int, int, int] = (0, 0, 0),
 ) -> None:
     """Add one span as a group of its own (for decoders whose spans each carry their own
@@ -430,12 +435,12 @@ def add_span(
     sink.end_group()
 
 
-def _as_json(value: Any) -> bytes:
+def _as_json(value: Any) -> str:
     if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
+        return bytes(value).decode()
     if isinstance(value, str):
-        return value.encode()
-    return orjson.dumps(value)
+        return value
+    return attributes_json(value)
 
 
 def _excerpt(raw: bytes | str | None, limit: int) -> str | None:

@@ -211,6 +211,7 @@ def compile_projection(rules: tuple[RoleRule, ...] = DEFAULT_RULES) -> Projectio
         "_p_dotted": (f"({a('gen_ai.provider.name')} IS NULL AND {a('gen_ai.system')} IS NULL "
                       f"AND {a('llm.provider')} IS NULL AND {a('llm.system')} IS NULL)"),
         "_url": first(SPAN_KEYS["url"]),
+        "_peer": first(SPAN_KEYS["peer_addr"]),
     }
     provider_l = "lower(CASE WHEN _p_dotted THEN split_part(_p_raw, '.', 1) ELSE _p_raw END)"
     url_host = (
@@ -232,8 +233,12 @@ def compile_projection(rules: tuple[RoleRule, ...] = DEFAULT_RULES) -> Projectio
         "input_tokens": tokens(SPAN_KEYS["input_tokens"]),
         "output_tokens": tokens(SPAN_KEYS["output_tokens"]),
         "cached_input_tokens": tokens(SPAN_KEYS["cached_input_tokens"]),
-        "peer": f"lower(coalesce({first(SPAN_KEYS['peer_addr'])}, {url_host}, {first(SPAN_KEYS['peer_ip'])}))",
-        "url_scheme": f"coalesce({url_scheme}, lower({first(SPAN_KEYS['url_scheme_attr'])}))",
+        # lower(coalesce(peer address, host of the URL, peer ip)); the regular expression
+        # only runs for spans without a peer address but with a URL
+        "peer": (f"lower(CASE WHEN _peer IS NOT NULL THEN _peer WHEN _url IS NOT NULL "
+                 f"THEN coalesce({url_host}, {first(SPAN_KEYS['peer_ip'])}) ELSE {first(SPAN_KEYS['peer_ip'])} END)"),
+        "url_scheme": (f"CASE WHEN _url IS NULL THEN lower({first(SPAN_KEYS['url_scheme_attr'])}) "
+                       f"ELSE coalesce({url_scheme}, lower({first(SPAN_KEYS['url_scheme_attr'])})) END"),
         "user_id": f"coalesce({first(SPAN_KEYS['user_id'])}, {rfirst(RESOURCE_KEYS['res_user_id'])})",
         "session_id": first(SPAN_KEYS["session_id"]),
         "tool_name": first(SPAN_KEYS["tool_name"]),
@@ -256,8 +261,34 @@ def _glob_sql(lowered_expr: str, pattern: str) -> str:
 
 
 def _role_case(rules: tuple[RoleRule, ...], a: Callable[[str], str], low: Callable[[str], str]) -> str:
-    whens: list[str] = []
-    for rule in rules:
+    """The role as one CASE: first matching rule wins, else ``internal``.
+
+    A run of consecutive rules that each compare the same attribute with values
+    (``attr`` + ``equals`` only) becomes one WHEN (value in any of them) with an inner
+    CASE giving the role of the first rule listing the value: the same result, but a
+    span without that attribute skips the whole run with one test. Consecutive other
+    rules with the same role share one WHEN (their conditions OR-ed).
+    """
+    whens: list[tuple[str, str, bool]] = []  # condition, role (or inner CASE), is-a-run
+    i = 0
+    while i < len(rules):
+        rule = rules[i]
+        run = [rule]
+        if _equals_only(rule):
+            while i + len(run) < len(rules) and _equals_only(rules[i + len(run)]) \
+                    and rules[i + len(run)].attr == rule.attr:
+                run.append(rules[i + len(run)])
+        i += len(run)
+        if len(run) > 1:
+            ref = low(rule.attr)  # type: ignore[arg-type]
+            first_role: dict[str, str] = {}
+            for r in run:
+                for v in r.equals:
+                    first_role.setdefault(v.lower(), r.role)
+            vals = ", ".join(_sql_str(v) for v in first_role)
+            inner = " ".join(f"WHEN {_sql_str(v)} THEN {_sql_str(role)}" for v, role in first_role.items())
+            whens.append((f"{ref} IN ({vals})", f"(CASE {ref} {inner} END)", True))
+            continue
         conds: list[str] = []
         if rule.attr:
             if rule.equals:
@@ -271,5 +302,14 @@ def _role_case(rules: tuple[RoleRule, ...], a: Callable[[str], str], low: Callab
             conds.append(_glob_sql("_n", rule.name_glob))
         if rule.kinds:
             conds.append("kind IN (" + ", ".join(_sql_str(k) for k in rule.kinds) + ")")
-        whens.append(f"WHEN {' AND '.join(conds)} THEN {_sql_str(rule.role)}")
-    return "CASE " + " ".join(whens) + " ELSE 'internal' END"
+        cond = " AND ".join(conds)
+        if whens and whens[-1][1] == rule.role and not whens[-1][2]:
+            whens[-1] = (f"{whens[-1][0]} OR ({cond})", rule.role, False)  # same role as the rule before
+        else:
+            whens.append((f"({cond})", rule.role, False))
+    return "CASE " + " ".join(f"WHEN {c} THEN {r if grouped else _sql_str(r)}" for c, r, grouped in whens) \
+        + " ELSE 'internal' END"
+
+
+def _equals_only(rule: RoleRule) -> bool:
+    return bool(rule.attr and rule.equals and not rule.glob and not rule.name_glob and not rule.kinds)

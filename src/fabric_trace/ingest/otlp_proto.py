@@ -6,7 +6,6 @@ classes of :mod:`proto_schema`, and rows are built with cached attribute values.
 Slow path (:mod:`proto_salvage`), only when upb refuses the message (bad UTF-8 in a
 name, malformed bytes): the message is split into its ``resource_spans``, scope spans
 and spans, and only the pieces that still fail are quarantined, with reason and offset.
-
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from fabric_trace.ingest.sources import HashingReader, Source, expand, sha256_fi
 from fabric_trace.ingest.writer import KeyCollision, StoreWriter
 
 DEFAULT_BATCH_SPANS = 50_000
+_SWITCH_INTERVAL = 0.001  # seconds; see ingest()
+_WRITE_BUFFER_ROW_GROUPS = 1  # see ingest()
 
 
 @dataclass
@@ -217,15 +220,12 @@ def _write_quarantine(con: duckdb.DuckDBPyConnection, file_id: int, path: str,
             "raw": [r[5] for r in rows],
         }
     )
-    con.register("q_batch", tbl)
-    try:
-        con.execute(
-            "INSERT INTO quarantine SELECT nextval('quarantine_id_seq'), file_id, path, location, action, "
-            "reason, trace_id, span_id, raw, ? FROM q_batch",
-            [now],
-        )
-    finally:
-        con.unregister("q_batch")
+    q_batch = tbl  # noqa: F841 - read by name in the SQL (replacement scan, see writer.apply)
+    con.execute(
+        "INSERT INTO quarantine SELECT nextval('quarantine_id_seq'), file_id, path, location, action, "
+        "reason, trace_id, span_id, raw, ? FROM q_batch",
+        [now],
+    )
 
 
 class _InterruptFlag:
@@ -278,6 +278,14 @@ def ingest(con: duckdb.DuckDBPyConnection, db_label: str, args: list[str],
     # Reference counting frees them; the collector is re-enabled afterwards.
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    # The writer thread needs the GIL for a moment after each statement; with the default
+    # 5 ms switch interval it waits behind the decoding thread and DuckDB idles.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch_interval, _SWITCH_INTERVAL))
+    # Bulk inserts buffer 5 row groups (~600k spans) in memory by default before writing
+    # them; one keeps the peak memory flat whatever the file size.
+    row_groups = con.execute("SELECT current_setting('write_buffer_row_group_count')").fetchall()[0][0]
+    con.execute(f"SET write_buffer_row_group_count = {_WRITE_BUFFER_ROW_GROUPS}")
     try:
         for src in sources:
             _INTERRUPT.check()
@@ -290,15 +298,26 @@ def ingest(con: duckdb.DuckDBPyConnection, db_label: str, args: list[str],
         raise Interrupted("interrupted; the file being ingested was rolled back, committed files are kept",
                           hint="run the same command again to complete the ingest") from None
     finally:
+        sys.setswitchinterval(switch_interval)
+        _reset_setting(con, "write_buffer_row_group_count", row_groups)
         if gc_was_enabled:
             gc.enable()
         if main_thread:
             signal.signal(signal.SIGINT, previous)
     summary.seconds = time.perf_counter() - t0
     ids = [f for f in summary.files if f.status == "ingested"]
-    if ids:
+    if len(ids) == 1:
+        summary.traces = ids[0].traces
+    elif ids:
         summary.traces = _count_traces(con, [f.sha256 for f in ids])
     return summary
+
+
+def _reset_setting(con: duckdb.DuckDBPyConnection, name: str, value: Any) -> None:
+    try:
+        con.execute(f"SET {name} = {int(value)}")
+    except (duckdb.Error, TypeError, ValueError):
+        pass
 
 
 def _count_traces(con: duckdb.DuckDBPyConnection, shas: list[str]) -> int:
@@ -366,7 +385,7 @@ def _attempt(con: duckdb.DuckDBPyConnection, writer: StoreWriter, src: Source, o
              file_id: int, fast: bool, hash_while_reading: bool) -> FileResult:
     """One pass over a file in one transaction; raises KeyCollision (rolled back) in fast mode."""
     report = (lambda n: progress(src.path, 0, n)) if progress else None
-    writer.fast = fast
+    writer.begin_file(fast)
     con.execute("BEGIN TRANSACTION")
     background = _BackgroundWriter(writer, con)
     try:

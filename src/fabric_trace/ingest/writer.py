@@ -101,7 +101,7 @@ def _sparse(batch: SpanBatch, name: str, typ: pa.DataType, n: int) -> pa.Array:
     for row, value in values:
         dense[row] = value
     if typ is _JSON:
-        return pa.ExtensionArray.from_storage(_JSON, pa.array(dense, pa.binary()).view(pa.string()))
+        return pa.ExtensionArray.from_storage(_JSON, pa.array(dense, pa.string()))
     return pa.array(dense, typ)
 
 
@@ -121,7 +121,7 @@ def batch_to_arrow(batch: SpanBatch, seq_start: int, with_where: bool = True) ->
     if n == 0:
         return _STAGE_SCHEMA.empty_table()
     string = pa.string()
-    attrs = pa.array(batch.attributes, pa.binary()).view(string)  # canonical JSON, valid UTF-8
+    attrs = pa.array(batch.attributes, string)
     arrays = [
         pa.array(np.arange(seq_start, seq_start + n, dtype=np.int64)),
         pa.array(batch.wheres(), string) if with_where else pa.nulls(n, string),
@@ -171,6 +171,7 @@ class StoreWriter:
         self.projection = projection
         self.fast = fast
         self._seq = 0
+        self._known: set[str] = set()  # local resource/scope keys stored in this file's transaction
         p = projection
         # Local resource/scope keys (whatever the decoder returned) -> canonical ids.
         con.execute("CREATE OR REPLACE TEMP TABLE res_map (local_key VARCHAR PRIMARY KEY, resource_id VARCHAR)")
@@ -187,22 +188,20 @@ class StoreWriter:
         # values, the same for every decoder, so equal spans hash equal.
         staged = ", ".join(f"coalesce(b.{c}, {_NULL_MEANS[c]}) AS {c}" if c in _NULL_MEANS else f"b.{c}"
                            for c in _RAW_COLS.split(", ") if c not in ("resource_id", "scope_id"))
-        self._canon_sql = f"""
-        CREATE OR REPLACE TEMP VIEW stage_canon AS
-        WITH st AS (
-            SELECT b.seq, b.where_, {staged}, rm.resource_id, sm.scope_id
-            FROM stage_batch b
-            LEFT JOIN res_map rm ON rm.local_key = b.resource_id
-            LEFT JOIN scope_map sm ON sm.local_key = b.scope_id
-        )
-        SELECT *, hash({_RAW_COLS}) AS content_hash FROM st
-        """
-        self._classify_sql = """
+        canon = f"""(
+            SELECT *, hash({_RAW_COLS}) AS content_hash FROM (
+                SELECT b.seq, b.where_, {staged}, rm.resource_id, sm.scope_id
+                FROM stage_batch b
+                LEFT JOIN res_map rm ON rm.local_key = b.resource_id
+                LEFT JOIN scope_map sm ON sm.local_key = b.scope_id
+            )
+        )"""
+        self._classify_sql = f"""
         CREATE OR REPLACE TEMP TABLE stage_cls AS
         SELECT st.*,
                row_number() OVER w AS rn,
                first(st.content_hash) OVER w AS first_hash
-        FROM stage_canon st
+        FROM {canon} st
         WINDOW w AS (PARTITION BY trace_id, span_id ORDER BY seq
                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
         """
@@ -227,20 +226,33 @@ class StoreWriter:
         )
         """ + ("ON CONFLICT DO NOTHING RETURNING trace_id, span_id" if returning else "")
 
-        self._insert_fast_sql = insert_from("stage_canon", returning=False)
+        self._insert_fast_sql = insert_from(canon, returning=False)
         self._insert_ranked_sql = insert_from("(SELECT * FROM stage_cls WHERE rn = 1)", returning=True)
 
+    def begin_file(self, fast: bool) -> None:
+        """Start writing a file (a new transaction) in fast or safe mode."""
+        self.fast = fast
+        self._known.clear()
+
     def prepare(self, batch: SpanBatch) -> Prepared:
-        """Convert a batch to Arrow tables (no database access)."""
+        """Convert a batch to Arrow tables (no database access).
+
+        Resources and scopes already stored for this file are left out: each new batch
+        interns them again, but only new ones cost statements on the writer thread.
+        """
         n = len(batch)
         table = batch_to_arrow(batch, self._seq, with_where=not self.fast)
         self._seq += n
         if n > CHUNK_ROWS:  # several record batches: DuckDB's threads can share the work
             table = pa.Table.from_batches(table.to_batches(max_chunksize=CHUNK_ROWS), schema=table.schema)
+        resources = {k: v for k, v in batch.resources.items() if k not in self._known}
+        scopes = {k: v for k, v in batch.scopes.items() if k not in self._known}
+        self._known.update(resources)
+        self._known.update(scopes)
         return Prepared(
             spans=table,
-            resources=_resources_table(batch) if batch.resources else None,
-            scopes=_scopes_table(batch) if batch.scopes else None,
+            resources=_resources_table(resources) if resources else None,
+            scopes=_scopes_table(scopes) if scopes else None,
             decoded=n,
         )
 
@@ -264,49 +276,44 @@ class StoreWriter:
                              "name, version, attributes, schema_url, dropped")
         if not prep.decoded:
             return result
-        con.register("stage_batch", prep.spans)
+        # The SQL reads the Arrow table through DuckDB's replacement scan of this local
+        # variable: a table registered with con.register() inside a transaction stays
+        # referenced (with its memory) until the transaction ends.
+        stage_batch = prep.spans  # noqa: F841 - read by name in the SQL
         if self.fast:
             try:
-                con.execute(self._canon_sql)
                 con.execute(self._insert_fast_sql, [file_id])
             except duckdb.ConstraintException as exc:
-                raise KeyCollision(str(exc)) from None  # the transaction is aborted: no unregister
-            con.unregister("stage_batch")
+                raise KeyCollision(str(exc)) from None
             result.inserted = prep.decoded
             return result
-        try:
-            con.execute(self._canon_sql)
-            con.execute(self._classify_sql)
-            inserted = con.execute(self._insert_ranked_sql, [file_id]).fetchall()
-            n_first = con.execute("SELECT count(*) FROM stage_cls WHERE rn = 1").fetchall()[0][0]
-            result.inserted = len(inserted)
-            if n_first != prep.decoded:
-                later_same, later_conflicts = self._later_copies()
-                result.duplicate += later_same
-                result.conflicts.extend(later_conflicts)
-            # First copies not inserted collided with the store.
-            if n_first != result.inserted:
-                same, conflicts = self._store_collisions(inserted)
-                result.duplicate += same
-                result.conflicts.extend(conflicts)
-        finally:
-            con.unregister("stage_batch")
+        con.execute(self._classify_sql)
+        del stage_batch
+        inserted = con.execute(self._insert_ranked_sql, [file_id]).fetchall()
+        n_first = con.execute("SELECT count(*) FROM stage_cls WHERE rn = 1").fetchall()[0][0]
+        result.inserted = len(inserted)
+        if n_first != prep.decoded:
+            later_same, later_conflicts = self._later_copies()
+            result.duplicate += later_same
+            result.conflicts.extend(later_conflicts)
+        # First copies not inserted collided with the store.
+        if n_first != result.inserted:
+            same, conflicts = self._store_collisions(inserted)
+            result.duplicate += same
+            result.conflicts.extend(conflicts)
         return result
 
     def _insert_dim(self, data: pa.Table, id_sql: str, table: str, map_table: str, id_col: str,
                     cols: str) -> None:
         """Store resources/scopes under content ids and remember local key -> id."""
         con = self.con
-        con.register("dim_batch", data)
-        try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE dim_canon AS SELECT {id_sql} AS {id_col}, local_key, "
-                        f"{cols.replace('attributes', 'json(attributes) AS attributes')} FROM dim_batch")
-            con.execute(f"INSERT INTO {table} SELECT {id_col}, {cols} FROM dim_canon ON CONFLICT DO NOTHING")
-            con.execute(f"INSERT OR REPLACE INTO {map_table} SELECT local_key, {id_col} FROM dim_canon")
-            if table == "resources":
-                con.execute(self._res_x_sql)
-        finally:
-            con.unregister("dim_batch")
+        dim_batch = data  # noqa: F841 - read by name in the SQL (replacement scan)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE dim_canon AS SELECT {id_sql} AS {id_col}, local_key, "
+                    f"{cols.replace('attributes', 'json(attributes) AS attributes')} FROM dim_batch")
+        con.execute(f"INSERT INTO {table} SELECT {id_col}, {cols} FROM dim_canon ON CONFLICT DO NOTHING")
+        con.execute(f"INSERT OR REPLACE INTO {map_table} SELECT local_key, {id_col} FROM dim_canon")
+        if table == "resources":
+            con.execute(self._res_x_sql)
 
     def _later_copies(self) -> tuple[int, list[tuple[str, str, str, str]]]:
         rows = self.con.execute(
@@ -324,10 +331,9 @@ class StoreWriter:
         con = self.con
         con.execute("CREATE OR REPLACE TEMP TABLE stage_inserted (trace_id VARCHAR, span_id VARCHAR)")
         if inserted:
-            con.register("inserted_rows", pa.table({"trace_id": [r[0] for r in inserted],
-                                                    "span_id": [r[1] for r in inserted]}))
+            inserted_rows = pa.table({"trace_id": [r[0] for r in inserted],  # noqa: F841 - read by name
+                                      "span_id": [r[1] for r in inserted]})
             con.execute("INSERT INTO stage_inserted SELECT trace_id, span_id FROM inserted_rows")
-            con.unregister("inserted_rows")
         rows = con.execute(
             """
             SELECT c.where_, c.trace_id, c.span_id, c.content_hash = s.content_hash
@@ -356,8 +362,8 @@ _SCOPE_ID_SQL = ("substr(md5(coalesce(name, '') || chr(31) || coalesce(version, 
                  "|| dropped::VARCHAR), 1, 16)")
 
 
-def _resources_table(batch: SpanBatch) -> pa.Table:
-    items = list(batch.resources.items())
+def _resources_table(resources: dict[str, tuple[str, str | None, int]]) -> pa.Table:
+    items = list(resources.items())
     return pa.table(
         {
             "local_key": [k for k, _ in items],
@@ -368,8 +374,8 @@ def _resources_table(batch: SpanBatch) -> pa.Table:
     )
 
 
-def _scopes_table(batch: SpanBatch) -> pa.Table:
-    items = list(batch.scopes.items())
+def _scopes_table(scopes: dict[str, tuple[str | None, str | None, str, str | None, int]]) -> pa.Table:
+    items = list(scopes.items())
     return pa.table(
         {
             "local_key": [k for k, _ in items],
