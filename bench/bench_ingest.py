@@ -15,7 +15,10 @@ Usage::
 
     python bench/bench_ingest.py --spans 1000000 [--formats jsonl,jsonl.gz,proto] [--out bench/out]
 
-Prints a table and writes ``bench/out/ingest.json``.
+Prints a table (wall time, CPU time of the run's process, spans/s, peak RSS, the
+1-minute load average before the run) and writes ``bench/out/ingest.json``. Other
+jobs on the machine inflate wall time first: compare the CPU seconds too, and re-run
+when the load is low.
 """
 
 from __future__ import annotations
@@ -96,7 +99,8 @@ con.execute("COMMIT")
 n = con.execute("SELECT count(*) FROM spans").fetchone()[0]
 con.close()
 el = time.perf_counter() - t0
-print(json.dumps({"spans": n, "seconds": el, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"spans": n, "seconds": el, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": ru.ru_maxrss / 1024}))
 '''
 
 FABRIC = r'''
@@ -107,7 +111,8 @@ t0 = time.perf_counter()
 s = run_ingest(db, [path], analyze=False)
 el = time.perf_counter() - t0
 d = s.as_dict()
-print(json.dumps({"spans": d["spans_ingested"], "seconds": el, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"spans": d["spans_ingested"], "seconds": el, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": ru.ru_maxrss / 1024}))
 '''
 
 
@@ -146,26 +151,38 @@ def main() -> None:
     ap.add_argument("--formats", default="jsonl,jsonl.gz,proto")
     ap.add_argument("--out", default=str(Path(__file__).parent / "out"))
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--data", help="keep the generated inputs in this directory and reuse them on the next run")
     args = ap.parse_args()
     formats = args.formats.split(",")
     results = []
     with tempfile.TemporaryDirectory(prefix="fabric-bench-") as tmp:
         work = Path(tmp)
         t = time.perf_counter()
-        files = generate(args.spans, work, formats)
+        data = Path(args.data) / str(args.spans) if args.data else work
+        data.mkdir(parents=True, exist_ok=True)
+        done = data / "complete"
+        if args.data and done.exists() and set(formats) <= set(done.read_text().split()):
+            files = {f: data / {"jsonl": "bench.jsonl", "jsonl.gz": "bench.jsonl.gz", "proto": "bench.bin"}[f] for f in formats}
+        else:
+            files = generate(args.spans, data, formats)
+            if args.data:
+                done.write_text(" ".join(files))
         print(f"generated {args.spans:,} spans in {time.perf_counter() - t:.1f} s: "
               + ", ".join(f"{k} {p.stat().st_size / 1e6:.0f} MB" for k, p in files.items()), file=sys.stderr)
         for fmt, path in files.items():
             for impl in (["baseline"] if not args.no_baseline else []) + ["fabric"]:
                 db = work / f"{impl}-{fmt}.duckdb"
+                load = os.getloadavg()[0]
                 r = run(BASELINE, str(path), str(db), fmt) if impl == "baseline" else run(FABRIC, str(path), str(db))
-                r.update(impl=impl, format=fmt, spans_per_s=r["spans"] / r["seconds"])
+                r.update(impl=impl, format=fmt, spans_per_s=r["spans"] / r["seconds"], load_before=load)
                 results.append(r)
-                print(f"{fmt:9} {impl:9} {r['spans']:>10,} spans {r['seconds']:7.2f} s "
-                      f"{r['spans_per_s']:>10,.0f} spans/s  peak RSS {r['peak_rss_mb']:7.0f} MB", flush=True)
+                print(f"{fmt:9} {impl:9} {r['spans']:>10,} spans {r['seconds']:7.2f} s {r['cpu_s']:7.2f} s CPU "
+                      f"{r['spans_per_s']:>10,.0f} spans/s  peak RSS {r['peak_rss_mb']:7.0f} MB  (load {load:.2f})",
+                      flush=True)
                 db.unlink(missing_ok=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    meta = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "spans": args.spans}
+    meta = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "spans": args.spans,
+            "loadavg_end": os.getloadavg()}
     Path(args.out, "ingest.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
 
 

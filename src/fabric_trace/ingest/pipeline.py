@@ -11,6 +11,7 @@ the manifest row back.
 from __future__ import annotations
 
 import gc
+import os
 import queue
 import signal
 import sys
@@ -286,6 +287,10 @@ def ingest(con: duckdb.DuckDBPyConnection, db_label: str, args: list[str],
     # them; one keeps the peak memory flat whatever the file size.
     row_groups = con.execute("SELECT current_setting('write_buffer_row_group_count')").fetchall()[0][0]
     con.execute(f"SET write_buffer_row_group_count = {_WRITE_BUFFER_ROW_GROUPS}")
+    # One core decodes (Python, the GIL); DuckDB gets the others. On 2 cores a second
+    # DuckDB thread only competes with the decoder (measured: 1M spans 9.7 s -> 8.7 s).
+    threads = con.execute("SELECT current_setting('threads')").fetchall()[0][0]
+    con.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
     try:
         for src in sources:
             _INTERRUPT.check()
@@ -300,6 +305,7 @@ def ingest(con: duckdb.DuckDBPyConnection, db_label: str, args: list[str],
     finally:
         sys.setswitchinterval(switch_interval)
         _reset_setting(con, "write_buffer_row_group_count", row_groups)
+        _reset_setting(con, "threads", threads)
         if gc_was_enabled:
             gc.enable()
         if main_thread:
@@ -395,6 +401,8 @@ def _attempt(con: duckdb.DuckDBPyConnection, writer: StoreWriter, src: Source, o
         try:
             result.format = decode_stream(reader, src.path, batch, options.limits, decode_json_value)
         finally:
+            if hash_while_reading:
+                reader.sha.close()  # type: ignore[union-attr]
             if not src.is_stdin:
                 raw.close()
         batch.flush()

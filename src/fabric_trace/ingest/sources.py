@@ -5,7 +5,9 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import queue
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -104,12 +106,53 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
+class _BackgroundSha256:
+    """SHA-256 computed on a helper thread: ``update`` queues the bytes and returns.
+
+    ``hashlib`` releases the GIL while it hashes a large buffer, so the file's hash
+    costs the decoding thread nothing but the queueing. At most ``depth`` chunks wait.
+    """
+
+    def __init__(self, depth: int = 8) -> None:
+        self._sha = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._run, name="fabric-sha256", daemon=True)
+        self._thread.start()
+        self._digest: str | None = None
+
+    def _run(self) -> None:
+        while True:
+            data = self._queue.get()
+            if data is None:
+                return
+            self._sha.update(data)
+
+    def update(self, data: bytes) -> None:
+        if data:
+            self._queue.put(data)
+
+    def hexdigest(self) -> str:
+        if self._digest is None:
+            self._queue.put(None)
+            self._thread.join()
+            self._digest = self._sha.hexdigest()
+        return self._digest
+
+    def close(self) -> None:
+        """Stop the helper thread (the digest is then final)."""
+        self.hexdigest()
+
+
 class HashingReader:
-    """Wrap a binary stream and hash (and count) what is read through it."""
+    """Wrap a binary stream and hash (and count) what is read through it.
+
+    The SHA-256 runs on a helper thread (:class:`_BackgroundSha256`); ``sha.hexdigest()``
+    waits for it. Call :meth:`close` (or read ``sha.hexdigest()``) to stop the thread.
+    """
 
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
-        self.sha = hashlib.sha256()
+        self.sha = _BackgroundSha256()
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
@@ -137,6 +180,7 @@ class HashingReader:
         return False
 
     def close(self) -> None:
+        self.sha.close()
         self._raw.close()
 
     @property
