@@ -6,6 +6,17 @@ as it was after the last committed file, and a rerun completes it (already
 committed files are recognised by sha256 and skipped). DuckDB 2.x rolls back
 silently on COMMIT after an error, so every commit is verified by reading
 the manifest row back.
+
+A file is first written in the writer's fast mode (plain INSERTs, see
+:mod:`.writer`); if one of its spans exists already, the transaction is rolled
+back and the file is read and written again in safe mode, which classifies
+duplicates and conflicts. Standard input cannot be read twice and is always
+written in safe mode.
+
+Decoding (Python, on the calling thread) and writing (DuckDB, on a background
+thread) overlap: while DuckDB inserts one batch the next is decoded. A file whose
+size matches no manifest row is hashed while it is read (on a helper thread),
+otherwise it is hashed first to recognise a file ingested before.
 """
 
 from __future__ import annotations
