@@ -105,14 +105,7 @@ def _trace(tr: Any, path: str, span_prefix: str, sink: SpanSink) -> None:
 
 
 def _reject(s: Any, w: str, reason: str, sink: SpanSink) -> None:
-    t = sp = None
-    if type(s) is dict:
-        try:
-            t = jaeger_id(s.get("traceID"), 16, "trace id")
-            sp = jaeger_id(s.get("spanID"), 8, "span id")
-        except DecodeError:
-            pass
-    sink.reject(w, reason, raw=raw_json(s), trace_id=t, span_id=sp)
+    reject_span(s, w, reason, sink, "traceID", "spanID")
 
 
 def typed_tags(tags: Any, where: str, sink: SpanSink, tid: str | None, sid: str | None) -> dict[str, Any]:
@@ -190,11 +183,46 @@ def _resource(s: dict[str, Any], procs: dict[str, Any], rids: dict[str, Any], w:
     return rid  # type: ignore[no-any-return]
 
 
-def _us_to_ns(v: Any, what: str) -> int:
+def us_to_ns(v: Any, what: str) -> int:
+    """Epoch microseconds (Jaeger/Zipkin) to nanoseconds, range-checked, integer math only."""
     n = parse_int_ns(v, what)
     if n > MAX_TIME_NS // 1000:
         raise DecodeError(f"{what} {n} µs is above 2^63-1 ns")
     return n * 1000
+
+
+def end_ns(start: int, duration: Any, what: str) -> int:
+    """End = start + a microsecond duration (``duration`` as given: int or string)."""
+    dur = parse_int64(duration)
+    if dur is None:
+        raise DecodeError(f"duration {str(duration)[:64]!r} is not an integer")
+    end = start + dur * 1000
+    if end < 0 or end > MAX_TIME_NS:
+        raise DecodeError(f"{what} + duration = {end} ns is outside 0..2^63-1 ns")
+    return end
+
+
+def span_name(value: Any, field: str, where: str, sink: SpanSink, t: str, sp: str) -> str:
+    """The span name: a string (capped like any attribute string), or "" when absent."""
+    if type(value) is not str:
+        if value is not None:
+            raise DecodeError(f"{field} is a {type(value).__name__}, expected a string")
+        return ""
+    if len(value) > FAST_CHARS:
+        return cap_string(value, f"{where}.{field}", sink, t, sp)
+    return value
+
+
+def reject_span(s: Any, w: str, reason: str, sink: SpanSink, trace_key: str, span_key: str) -> None:
+    """Quarantine one span object, with its ids when they can be read."""
+    t = sp = None
+    if type(s) is dict:
+        try:
+            t = jaeger_id(s.get(trace_key), 16, "trace id")
+            sp = jaeger_id(s.get(span_key), 8, "span id")
+        except DecodeError:
+            pass
+    sink.reject(w, reason, raw=raw_json(s), trace_id=t, span_id=sp)
 
 
 def _span(
@@ -210,20 +238,9 @@ def _span(
         raise DecodeError(f"span is a {type(s).__name__}, expected an object")
     t = jaeger_id(s.get("traceID", tr_tid), 16, "trace id")
     sp = jaeger_id(s.get("spanID"), 8, "span id")
-    start = _us_to_ns(s.get("startTime", 0), "startTime")
-    dur = parse_int64(s.get("duration", 0))
-    if dur is None:
-        raise DecodeError(f"duration {str(s.get('duration'))[:64]!r} is not an integer")
-    end = start + dur * 1000
-    if end < 0 or end > MAX_TIME_NS:
-        raise DecodeError(f"startTime + duration = {end} ns is outside 0..2^63-1 ns")
-    name = s.get("operationName")
-    if type(name) is not str:
-        if name is not None:
-            raise DecodeError(f"operationName is a {type(name).__name__}, expected a string")
-        name = ""
-    elif len(name) > FAST_CHARS:
-        name = cap_string(name, w + ".operationName", sink, t, sp)
+    start = us_to_ns(s.get("startTime", 0), "startTime")
+    end = end_ns(start, s.get("duration", 0), "startTime")
+    name = span_name(s.get("operationName"), "operationName", w, sink, t, sp)
     parent, links = _references(s, t, w, sink, sp)
     attrs = typed_tags(s.get("tags"), w + ".tags", sink, t, sp)
     kind_tag = attrs.get("span.kind")
@@ -310,7 +327,7 @@ def _logs(logs: Any, w: str, sink: SpanSink, t: str, sp: str) -> list[dict[str, 
         name = attrs.pop("event", "") if type(attrs.get("event")) is str else ""
         out.append(
             {
-                "time_ns": _us_to_ns(lg.get("timestamp", 0), f"logs[{i}].timestamp"),
+                "time_ns": us_to_ns(lg.get("timestamp", 0), f"logs[{i}].timestamp"),
                 "name": name,
                 "attributes": attrs,
                 "dropped_attributes_count": 0,

@@ -33,9 +33,9 @@ import hashlib
 from typing import Any
 
 from fabric_trace.errors import DecodeError
-from fabric_trace.ingest.anyvalue import FAST_CHARS, cap_string, parse_int64, parse_int_ns, raw_json
-from fabric_trace.ingest.batch import MAX_TIME_NS, SPAN_KINDS, SpanSink, add_span, attributes_json
-from fabric_trace.ingest.jaeger_json import jaeger_id
+from fabric_trace.ingest.anyvalue import FAST_CHARS, cap_string, raw_json
+from fabric_trace.ingest.batch import SPAN_KINDS, SpanSink, add_span, attributes_json
+from fabric_trace.ingest.jaeger_json import end_ns, jaeger_id, reject_span, span_name, us_to_ns
 
 _BAD_RECORD = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError, RecursionError)
 _KINDS = {k: k for k in SPAN_KINDS if k != "UNSPECIFIED"}
@@ -69,23 +69,12 @@ def decode_zipkin_json(spans: list[Any], where: str, sink: SpanSink) -> None:
 
 
 def _reject(s: Any, w: str, reason: str, sink: SpanSink) -> None:
-    t = sp = None
-    if type(s) is dict:
-        try:
-            t = jaeger_id(s.get("traceId"), 16, "trace id")
-            sp = jaeger_id(s.get("id"), 8, "span id")
-        except DecodeError:
-            pass
-    sink.reject(w, reason, raw=raw_json(s), trace_id=t, span_id=sp)
+    reject_span(s, w, reason, sink, "traceId", "id")
 
 
 def _us_to_ns(v: Any, what: str) -> int:
-    if v is None:
-        return 0
-    n = parse_int_ns(v, what)
-    if n > MAX_TIME_NS // 1000:
-        raise DecodeError(f"{what} {n} µs is above 2^63-1 ns")
-    return n * 1000
+    """Zipkin omits absent timestamps: missing means 0."""
+    return 0 if v is None else us_to_ns(v, what)
 
 
 def _endpoint(ep: Any, what: str) -> dict[str, Any]:
@@ -115,19 +104,8 @@ def _span(s: Any, w: str, rids: dict[Any, str], scids: dict[tuple[Any, Any], str
     parent = None if p is None or p == "" or (type(p) is str and not p.strip("0")) else jaeger_id(p, 8, "parentId")
     start = _us_to_ns(s.get("timestamp"), "timestamp")
     dur = s.get("duration")
-    dur = 0 if dur is None else parse_int64(dur)
-    if dur is None:
-        raise DecodeError(f"duration {str(s.get('duration'))[:64]!r} is not an integer")
-    end = start + dur * 1000
-    if end < 0 or end > MAX_TIME_NS:
-        raise DecodeError(f"timestamp + duration = {end} ns is outside 0..2^63-1 ns")
-    name = s.get("name")
-    if type(name) is not str:
-        if name is not None:
-            raise DecodeError(f"name is a {type(name).__name__}, expected a string")
-        name = ""
-    elif len(name) > FAST_CHARS:
-        name = cap_string(name, w + ".name", sink, t, sp)
+    end = end_ns(start, 0 if dur is None else dur, "timestamp")
+    name = span_name(s.get("name"), "name", w, sink, t, sp)
     tags = s.get("tags")
     if tags is None:
         tags = {}
