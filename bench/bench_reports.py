@@ -56,6 +56,8 @@ def main() -> None:
 
     from fabric_trace.analyzers import registry
     from fabric_trace.analyzers.latency_report import LatencyOptions, build_latency_report
+    from fabric_trace.analyzers.locality_report import build_locality_report
+    from fabric_trace.analyzers.trust_report import build_trust_report
     from fabric_trace.config import Config
     from fabric_trace.fixtures_gen import Scenario, write_otlp_proto
     from fabric_trace.service import run_ingest
@@ -85,14 +87,8 @@ def main() -> None:
         _timed(f"derive {name}", lambda a=analyzer: a.derive(con, config), n, results)
     con.execute("COMMIT")
     _timed("report latency", lambda: build_latency_report(con, LatencyOptions()), n, results)
-    for module, fn_name in (("fabric_trace.analyzers.locality_report", "build_locality_report"),
-                            ("fabric_trace.analyzers.trust_report", "build_trust_report")):
-        try:
-            mod = __import__(module, fromlist=[fn_name])
-        except ImportError:
-            continue
-        _timed(f"report {module.rsplit('.', 1)[1].replace('_report', '')}", lambda m=mod: getattr(m, fn_name)(con),
-               n, results)
+    _timed("report locality", lambda: build_locality_report(con), n, results)
+    _timed("report trust", lambda: build_trust_report(con), n, results)
     con.close()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     Path(args.out, "reports.json").write_text(json.dumps(

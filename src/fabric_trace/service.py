@@ -142,17 +142,8 @@ def demo_paths(workdir: str) -> list[str]:
 def demo_reports(db_path: str) -> list[Any]:
     """Every report fabric has, on the demo database."""
     from fabric_trace.analyzers.latency_report import LatencyOptions, build_latency_report
+    from fabric_trace.analyzers.locality_report import build_locality_report
+    from fabric_trace.analyzers.trust_report import build_trust_report
 
-    reports = []
     with open_analyzed(db_path) as con:
-        reports.append(build_latency_report(con, LatencyOptions()))
-        for module, builder in (("fabric_trace.analyzers.locality_report", "build_locality_report"),
-                                ("fabric_trace.analyzers.trust_report", "build_trust_report")):
-            try:
-                mod = __import__(module, fromlist=[builder])
-            except ImportError:
-                continue
-            fn = getattr(mod, builder, None)
-            if fn is not None:
-                reports.append(fn(con))
-    return reports
+        return [build_latency_report(con, LatencyOptions()), build_locality_report(con), build_trust_report(con)]

@@ -26,20 +26,6 @@ class Analyzer:
 
 def registry() -> dict[str, Analyzer]:
     """The analyzers, in the order they run (imported lazily to keep startup fast)."""
-    entries: list[Analyzer] = []
-    from fabric_trace.analyzers import latency
+    from fabric_trace.analyzers import latency, locality, trust
 
-    entries.append(latency.ANALYZER)
-    try:
-        from fabric_trace.analyzers import locality
-
-        entries.append(locality.ANALYZER)
-    except ImportError:  # pragma: no cover - during development only
-        pass
-    try:
-        from fabric_trace.analyzers import trust
-
-        entries.append(trust.ANALYZER)
-    except ImportError:  # pragma: no cover
-        pass
-    return {a.name: a for a in entries}
+    return {a.name: a for a in (latency.ANALYZER, locality.ANALYZER, trust.ANALYZER)}

@@ -29,6 +29,8 @@ REPAIR_SEVERITY = {
     "parent_cycle": "high",
     "duplicate_span": "low",
     "clock_skew": "medium",
+    "negative_duration": "low",
+    "child_outside_parent": "info",
 }
 
 _DDL = """
@@ -139,8 +141,6 @@ FINDING_KIND = {
     "negative_duration": "negative_duration",
     "child_outside_parent": "child_outside_parent",
 }
-REPAIR_SEVERITY["negative_duration"] = "low"
-REPAIR_SEVERITY["child_outside_parent"] = "info"
 
 
 def _repair_findings(con: duckdb.DuckDBPyConnection) -> None:
