@@ -318,6 +318,26 @@ class SpanBatch:
         """Record a repair made to a span that is still loaded."""
         self.rejections.append(Rejection(where, reason, "repaired", None, trace_id, span_id))
 
+    def mark(self) -> tuple[int, ...]:
+        """A checkpoint for :meth:`rollback` (the sizes of everything a decoder appends to)."""
+        return (len(self.trace_id), *(len(v) for v in self.extras.values()), len(self.group_start),
+                len(self.resources), len(self.scopes), len(self.rejections), self.spans_rejected)  # fmt: skip
+
+    def rollback(self, mark: tuple[int, ...]) -> None:
+        """Undo everything added since :meth:`mark` (no flush may have happened in between)."""
+        n, *rest = mark
+        for col in SPAN_COLUMNS:
+            del getattr(self, col)[n:]
+        for values, size in zip(self.extras.values(), rest):
+            del values[size:]
+        groups, n_res, n_scopes, n_rej, self.spans_rejected = rest[len(self.extras):]
+        for lst in (self.group_start, self.group_prefix, self.group_resource, self.group_scope):
+            del lst[groups:]
+        for table, size in ((self.resources, n_res), (self.scopes, n_scopes)):
+            for key in list(table)[size:]:  # dicts keep insertion order: the new keys are last
+                del table[key]
+        del self.rejections[n_rej:]
+
     # ------------------------------------------------------------------ writer side
 
     def __len__(self) -> int:

@@ -41,7 +41,7 @@ from fabric_trace.ingest.container_io import (
     source_reader,
     zstd_decompress,
 )
-from fabric_trace.ingest.container_json import BOM, call_json_decoder, decode_json
+from fabric_trace.ingest.container_json import BOM, LineDecoder, call_json_decoder, decode_json
 from fabric_trace.ingest.limits import Limits
 from fabric_trace.ingest.otlp_proto import decode_otlp_proto
 from fabric_trace.ingest.proto_wire import WireError, read_varint
@@ -56,6 +56,7 @@ def decode_stream(
     sink: Any,
     limits: Limits,
     json_decoder: Callable[[Any, str, Any], str],
+    line_decoder: LineDecoder | None = None,
 ) -> str:
     """Detect the format of ``stream`` by content, decode every record into ``sink``, return the label.
 
@@ -67,7 +68,7 @@ def decode_stream(
     while it flushes a batch) and ``KeyboardInterrupt`` propagate unchanged.
     """
     try:
-        return _decode(stream, name, sink, limits, json_decoder)
+        return _decode(stream, name, sink, limits, json_decoder, line_decoder)
     except FabricError:
         raise
     except RecursionError as exc:
@@ -78,7 +79,8 @@ def decode_stream(
         raise InputError(f"cannot decode input ({type(exc).__name__}: {exc})") from exc
 
 
-def _decode(stream: BinaryIO, name: str, sink: Any, limits: Limits, json_decoder: Callable[..., str]) -> str:
+def _decode(stream: BinaryIO, name: str, sink: Any, limits: Limits, json_decoder: Callable[..., str],
+            line_decoder: LineDecoder | None) -> str:
     base = src = Stream(source_reader(stream, name))
     suffix = ""
     layer = 0
@@ -102,13 +104,14 @@ def _decode(stream: BinaryIO, name: str, sink: Any, limits: Limits, json_decoder
         layer += 1
         if layer > 3:
             raise InputError("more than 3 nested compression layers")
-    label = _dispatch(src, head, sink, limits, json_decoder)
+    label = _dispatch(src, head, sink, limits, json_decoder, line_decoder)
     while base.read_upto(CHUNK):  # read what was skipped, so a hashing stream sees the whole input
         pass
     return label + suffix
 
 
-def _dispatch(src: Stream, head: bytes, sink: Any, limits: Limits, json_decoder: Callable[..., str]) -> str:
+def _dispatch(src: Stream, head: bytes, sink: Any, limits: Limits, json_decoder: Callable[..., str],
+              line_decoder: LineDecoder | None = None) -> str:
     complete = len(head) < HEAD
     body = head[len(BOM) :] if head.startswith(BOM) else head
     first = body.lstrip(_JSON_WS)[:1]
@@ -117,7 +120,7 @@ def _dispatch(src: Stream, head: bytes, sink: Any, limits: Limits, json_decoder:
     if head[:1] == b"\x0a" and _plausible_raw_proto(head, complete):
         return _raw_proto(src, sink, limits)
     if first in (b"{", b"[") or _json_after_first_line(body):
-        return decode_json(io.BufferedReader(src, CHUNK), sink, limits, json_decoder)
+        return decode_json(io.BufferedReader(src, CHUNK), sink, limits, json_decoder, line_decoder)
     if head[:1] == b"\x0a":
         return _raw_proto(src, sink, limits)
     if _plausible_framed(head, limits):

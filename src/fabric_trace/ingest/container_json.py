@@ -13,7 +13,7 @@ import io
 import json
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -23,6 +23,42 @@ from fabric_trace.ingest.limits import Limits
 
 BOM = b"\xef\xbb\xbf"
 JsonDecoder = Callable[[Any, str, Any], str]
+
+
+class JsonLines:
+    """One JSON Lines input being decoded: what a :class:`LineDecoder` needs from the reader."""
+
+    def __init__(self, sink: Any, decoder: JsonDecoder, flavours: _Flavours) -> None:
+        self.sink = sink
+        self._decoder = decoder
+        self._flavours = flavours
+
+    def general(self, line: bytes, lineno: int) -> None:
+        """Decode one line the general way (``orjson.loads``, then the JSON decoder)."""
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            self.sink.reject(f"line {lineno}", f"invalid JSON: {exc}", raw=line, counts_as_span=False)
+            return
+        self._flavours.add(call_json_decoder(self._decoder, value, f"line {lineno}", self.sink, line))
+
+    def report(self, flavour: str | None) -> None:
+        """Record the flavour of a line a fast path decoded."""
+        self._flavours.add(flavour)
+
+
+class LineDecoder(Protocol):
+    """A fast path for JSON lines, offered every line before the general decoder."""
+
+    def decode_now(self, line: bytes, where: str, sink: Any) -> str | None:
+        """Decode one line at once and return its flavour, or return ``None`` having added nothing."""
+
+    def take(self, line: bytes, lineno: int, lines: JsonLines) -> bool:
+        """Take a line: decode it now or later (a line it cannot decode then goes to
+        ``lines.general``, in file order). ``False``: the caller decodes it the general way."""
+
+    def finish(self, lines: JsonLines) -> None:
+        """Decode every line taken and not decoded yet (called at the end of the input)."""
 
 
 def call_json_decoder(decoder: JsonDecoder, value: Any, where: str, sink: Any, raw: bytes | None) -> str | None:
@@ -58,8 +94,13 @@ class _Flavours:
         return f"{self.first or 'unknown'}-{layout}"
 
 
-def decode_json(reader: io.BufferedReader, sink: Any, limits: Limits, decoder: JsonDecoder) -> str:
-    """Decode JSON Lines or JSON document(s) from ``reader``; return the format label."""
+def decode_json(reader: io.BufferedReader, sink: Any, limits: Limits, decoder: JsonDecoder,
+                line_decoder: LineDecoder | None = None) -> str:
+    """Decode JSON Lines or JSON document(s) from ``reader``; return the format label.
+
+    Each JSON line is first offered to ``line_decoder`` (when given); a line it declines
+    is parsed and handed to ``decoder``.
+    """
     max_line = limits.max_line_bytes
     lines: list[bytes] = []
     while True:  # leading blank lines, then the first line with content
@@ -73,11 +114,16 @@ def decode_json(reader: io.BufferedReader, sink: Any, limits: Limits, decoder: J
     lineno = len(lines)
     if len(first) > max_line and not first.endswith(b"\n"):  # one huge line: a whole document
         return decode_documents(_read_rest(reader, b"".join(lines), limits.max_document_bytes), sink, decoder)
+    fast = line_decoder.decode_now(first, f"line {lineno}", sink) if line_decoder is not None else None
+    if fast is not None:
+        flavours = _Flavours()
+        flavours.add(fast)
+        return _jsonl_rest(reader, lineno, 1, flavours, sink, limits, decoder, first, line_decoder)
     value = _loads(first)
     if value is not _BAD:
         flavours = _Flavours()
         flavours.add(call_json_decoder(decoder, value, f"line {lineno}", sink, first))
-        return _jsonl_rest(reader, lineno, 1, flavours, sink, limits, decoder, first)
+        return _jsonl_rest(reader, lineno, 1, flavours, sink, limits, decoder, first, line_decoder)
     while True:  # a bad first line: is the next line with content a JSON object on its own?
         line = reader.readline(max_line + 1)
         lines.append(line)
@@ -92,7 +138,7 @@ def decode_json(reader: io.BufferedReader, sink: Any, limits: Limits, decoder: J
         lineno = len(lines)
         flavours = _Flavours()
         flavours.add(call_json_decoder(decoder, value, f"line {lineno}", sink, second))
-        return _jsonl_rest(reader, lineno, 2, flavours, sink, limits, decoder, second)
+        return _jsonl_rest(reader, lineno, 2, flavours, sink, limits, decoder, second, line_decoder)
     return decode_documents(_read_rest(reader, b"".join(lines), limits.max_document_bytes), sink, decoder)
 
 
@@ -124,10 +170,13 @@ def _jsonl_rest(
     limits: Limits,
     decoder: JsonDecoder,
     last_line: bytes,
+    line_decoder: LineDecoder | None = None,
 ) -> str:
     max_line = limits.max_line_bytes
     readline = reader.readline
-    loads = orjson.loads
+    lines = JsonLines(sink, decoder, flavours)
+    general = lines.general
+    take = line_decoder.take if line_decoder is not None else None
     newline_ended = last_line.endswith(b"\n")
     while True:
         line = readline(max_line + 1)
@@ -153,12 +202,10 @@ def _jsonl_rest(
             continue
         records += 1
         newline_ended = line.endswith(b"\n")
-        try:
-            value = loads(line)
-        except orjson.JSONDecodeError as exc:
-            sink.reject(f"line {lineno}", f"invalid JSON: {exc}", raw=line, counts_as_span=False)
-            continue
-        flavours.add(call_json_decoder(decoder, value, f"line {lineno}", sink, line))
+        if take is None or not take(line, lineno, lines):
+            general(line, lineno)
+    if line_decoder is not None:
+        line_decoder.finish(lines)
     return flavours.label("jsonl" if records > 1 or newline_ended else "json")
 
 

@@ -13,7 +13,9 @@ back and the file is read and written again in safe mode, which classifies
 duplicates and conflicts. Standard input cannot be read twice and is always
 written in safe mode.
 
-Decoding (Python, on the calling thread) and writing (DuckDB, on a background
+Canonical OTLP/JSON lines are decoded by the typed fast path
+(:mod:`.otlp_json_fast`), every other record by the general decoders; both give
+the same rows. Decoding (Python, on the calling thread) and writing (DuckDB, on a background
 thread) overlap: while DuckDB inserts one batch the next is decoded. A file whose
 size matches no manifest row is hashed while it is read (on a helper thread),
 otherwise it is hashed first to recognise a file ingested before.
@@ -40,6 +42,7 @@ from fabric_trace.errors import DatabaseError, FabricError, InputError, Interrup
 from fabric_trace.ingest.batch import SpanBatch
 from fabric_trace.ingest.limits import Limits
 from fabric_trace.ingest.normalize import Projection, compile_projection
+from fabric_trace.ingest.otlp_json_fast import FastLines
 from fabric_trace.ingest.sources import HashingReader, Source, expand, sha256_file
 from fabric_trace.ingest.writer import KeyCollision, StoreWriter
 
@@ -410,7 +413,7 @@ def _attempt(con: duckdb.DuckDBPyConnection, writer: StoreWriter, src: Source, o
         raw = src.open()
         reader = HashingReader(raw) if hash_while_reading else raw
         try:
-            result.format = decode_stream(reader, src.path, batch, options.limits, decode_json_value)
+            result.format = decode_stream(reader, src.path, batch, options.limits, decode_json_value, FastLines())
         finally:
             if hash_while_reading:
                 reader.sha.close()  # type: ignore[union-attr]
