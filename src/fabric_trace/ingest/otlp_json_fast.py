@@ -278,7 +278,8 @@ def _spans(spans: list[_Span], pre: str, rid: str, scid: str, sink: SpanBatch) -
         da = s.droppedAttributesCount
         de = s.droppedEventsCount
         dl = s.droppedLinksCount
-        if (fl or da or de or dl) and (min(fl, da, de, dl) < 0 or max(fl, da, de, dl) > INT64_MAX):
+        x = fl | da | de | dl  # negative if one is, above INT64_MAX if one is
+        if x < 0 or x > INT64_MAX:
             raise _Refused
         ak(k)
         at(t)
