@@ -40,10 +40,9 @@ import msgspec
 import orjson
 from msgspec import Struct
 
-from fabric_trace.errors import DecodeError
 from fabric_trace.ingest.anyvalue import FAST_CHARS, INT64_MAX, hex_id, parse_int64, parse_int_ns
-from fabric_trace.ingest.container_json import JsonLines
 from fabric_trace.ingest.batch import EMPTY_OBJECT, MAX_TIME_NS, SPAN_KINDS, STATUS_CODES, SpanBatch
+from fabric_trace.ingest.container_json import JsonLines
 
 #: Deepest AnyValue nesting taken by the fast path (the general decoder's limit is 64).
 NEST_LIMIT = 32
@@ -184,7 +183,7 @@ def decode_otlp_line(line: bytes, where: str, sink: SpanBatch) -> str | None:
     mark = sink.mark()
     try:
         _document(doc, where, sink)
-    except (_Refused, DecodeError, TypeError, ValueError, OverflowError, RecursionError):
+    except Exception:  # noqa: BLE001 - _Refused, DecodeError, int() errors...: the general decoder decides
         sink.rollback(mark)
         return None
     sink.end_group()
