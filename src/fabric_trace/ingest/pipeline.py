@@ -10,8 +10,8 @@ the manifest row back.
 A file is first written in the writer's fast mode (plain INSERTs, see
 :mod:`.writer`); if one of its spans exists already, the transaction is rolled
 back and the file is read and written again in safe mode, which classifies
-duplicates and conflicts. Standard input cannot be read twice and is always
-written in safe mode.
+duplicates and conflicts. Standard input is first copied to a temporary file
+(:class:`~.sources.StdinSpool`) so that it can be read twice too.
 
 Canonical OTLP/JSON lines are decoded by the typed fast path
 (:mod:`.otlp_json_fast`), every other record by the general decoders; both give
@@ -43,7 +43,7 @@ from fabric_trace.ingest.batch import SpanBatch
 from fabric_trace.ingest.limits import Limits
 from fabric_trace.ingest.normalize import Projection, compile_projection
 from fabric_trace.ingest.otlp_json_fast import FastLines
-from fabric_trace.ingest.sources import HashingReader, Source, expand, sha256_file
+from fabric_trace.ingest.sources import HashingReader, Source, SpooledStdin, StdinSpool, expand, sha256_file
 from fabric_trace.ingest.writer import KeyCollision, StoreWriter
 
 DEFAULT_BATCH_SPANS = 50_000
@@ -270,6 +270,8 @@ class IngestOptions:
     limits: Limits = field(default_factory=Limits)
     batch_spans: int = DEFAULT_BATCH_SPANS
     projection: Projection | None = None
+    #: Write each file with plain INSERTs first (False: always the classifying insert; for tests).
+    fast: bool = True
 
 
 def ingest(con: duckdb.DuckDBPyConnection, db_label: str, args: list[str],
@@ -354,7 +356,17 @@ def _ingest_one(con: duckdb.DuckDBPyConnection, writer: StoreWriter, src: Source
                 progress: ProgressFn | None) -> FileResult:
     result = FileResult(path=src.path)
     hash_while_reading = src.is_stdin
-    if not src.is_stdin:
+    spool: StdinSpool | None = None
+    if src.is_stdin:
+        # Copied first so that it can be read twice, like a file (see StdinSpool).
+        spool = StdinSpool(src.open(), _INTERRUPT.check)
+        if spool.complete:
+            result.sha256, result.size_bytes = spool.sha256, spool.size
+            hash_while_reading = False
+        else:
+            result.messages.append(f"-: {spool.error}; it is read once, with the slower classifying insert")
+        src = SpooledStdin("-", spool.size, spool)
+    else:
         result.size_bytes = src.size or 0
         # A file can only have been ingested before if a manifest row has its size: only
         # then is it hashed up front; otherwise it is hashed while it is read (one pass).
@@ -369,14 +381,18 @@ def _ingest_one(con: duckdb.DuckDBPyConnection, writer: StoreWriter, src: Source
     file_id = int(con.execute("SELECT nextval('file_id_seq')").fetchone()[0])
     # Fast mode (plain INSERTs) unless the input cannot be read twice: a key that exists
     # already aborts the transaction, and the file is then ingested again in safe mode.
-    fast = not src.is_stdin
-    while True:
-        try:
-            return _attempt(con, writer, src, options, decode_stream, decode_json_value, progress,
-                            result, file_id, fast, hash_while_reading)
-        except KeyCollision:
-            result = _fresh(result)
-            fast = False
+    fast = options.fast and (spool is None or spool.complete)
+    try:
+        while True:
+            try:
+                return _attempt(con, writer, src, options, decode_stream, decode_json_value, progress,
+                                result, file_id, fast, hash_while_reading)
+            except KeyCollision:
+                result = _fresh(result)
+                fast = False
+    finally:
+        if spool is not None:
+            spool.close()
 
 
 def _fresh(result: FileResult) -> FileResult:

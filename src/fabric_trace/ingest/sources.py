@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import io
 import os
 import queue
 import sys
+import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from fabric_trace.errors import InputNotFound
 
@@ -186,3 +189,107 @@ class HashingReader:
     @property
     def closed(self) -> bool:
         return bool(getattr(self._raw, "closed", False))
+
+
+@dataclass(frozen=True)
+class SpooledStdin(Source):
+    """Standard input after it was copied to a :class:`StdinSpool` (``path`` stays ``"-"``)."""
+
+    spool: StdinSpool | None = None
+
+    def open(self) -> BinaryIO:
+        assert self.spool is not None
+        return self.spool.open()
+
+
+#: Standard input is spooled in memory up to this size, then to a temporary file.
+SPOOL_MEMORY_BYTES = 64 << 20
+_SPOOL_CHUNK = 1 << 20
+
+
+class StdinSpool:
+    """Standard input copied (and hashed) into a temporary file, so it can be read twice.
+
+    A file is ingested first with plain INSERTs and, when one of its spans exists
+    already, read again with the classifying INSERT; a pipe cannot be read twice. The
+    copy stays in memory up to :data:`SPOOL_MEMORY_BYTES` and then goes to a file in
+    ``$TMPDIR`` (deleted when closed). If that file cannot be written (disk full), the
+    input is still read once, whole: :attr:`complete` is then ``False`` and
+    :meth:`open` returns the copied part followed by the rest of the stream.
+    """
+
+    def __init__(self, stream: BinaryIO, check: Callable[[], None] = lambda: None) -> None:
+        self._file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, prefix="fabric-stdin-")
+        self._stream = stream
+        self._pending = b""
+        self.complete = True
+        self.error: str | None = None
+        sha = hashlib.sha256()
+        size = 0
+        while True:
+            check()
+            chunk = stream.read(_SPOOL_CHUNK)
+            if not chunk:
+                break
+            try:
+                self._file.write(chunk)
+            except OSError as exc:
+                self.complete = False
+                self.error = f"cannot copy standard input to a temporary file ({exc.strerror or exc})"
+                self._pending = chunk
+                break
+            sha.update(chunk)
+            size += len(chunk)
+        self.sha256 = sha.hexdigest() if self.complete else ""
+        self.size = size
+
+    def open(self) -> BinaryIO:
+        """The input from its start (a complete spool can be opened again and again)."""
+        self._file.seek(0)
+        if self.complete:
+            return _Unclosed(self._file)  # type: ignore[return-value]
+        return _Chain([self._file, io.BytesIO(self._pending), self._stream])  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _Unclosed(io.RawIOBase):
+    """A reader of the spool that leaves it open when closed (the spool owns the file)."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._f.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(n)
+
+
+class _Chain(io.RawIOBase):
+    """Several binary streams read one after the other."""
+
+    def __init__(self, parts: list[IO[bytes]]) -> None:
+        self._parts = parts
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def read(self, n: int = -1) -> bytes:
+        while self._parts:
+            data = self._parts[0].read(n)
+            if data:
+                return data
+            self._parts.pop(0)
+        return b""
