@@ -295,7 +295,7 @@ def _decode_file(data: bytes, fast: bool) -> tuple[str, SpanBatch, int]:
 
 
 def _jsonl_files(samples: Path) -> list[Path]:
-    return sorted([*samples.rglob("*.jsonl"), *(REPO / "fixtures").rglob("*.jsonl")])
+    return sorted([*samples.rglob("*.jsonl"), *samples.rglob("*.json"), *(REPO / "fixtures").rglob("*.jsonl")])
 
 
 def test_every_jsonl_sample_and_fixture_identical(samples: Path) -> None:
@@ -339,3 +339,14 @@ def test_number_parsing_identical(numbers: list[str]) -> None:
                      for i, n in enumerate(numbers))  # fmt: skip
     span = orjson.dumps(canonical_span(attributes=[])).decode().replace('"attributes":[]', f'"attributes":[{attrs}]')
     assert_same(('{"resourceSpans":[{"scopeSpans":[{"spans":[' + span + "]}]}]}").encode())
+
+
+@pytest.mark.parametrize("indent", [True, False])
+def test_whole_documents_take_the_fast_path_too(indent: bool) -> None:
+    doc = doc_of([canonical_span(), canonical_span(spanId="a1b2c3d4e5f60718")])
+    data = b"\n  " + (json.dumps(doc, indent=2).encode() if indent else orjson.dumps(doc))  # no newline at the end
+    label, ref, _ = _decode_file(data, fast=False)
+    label2, got, taken = _decode_file(data, fast=True)
+    assert (label2, state(got)) == (label, state(ref)) and taken == 1 and label == "otlp-json"
+    # pretty-printed: one document read whole; compact on one line: a JSON line
+    assert got.group_prefix[0].startswith("document 1 at byte 3, resourceSpans[0]" if indent else "line 2, ")

@@ -113,7 +113,8 @@ def decode_json(reader: io.BufferedReader, sink: Any, limits: Limits, decoder: J
     first = lines[-1]
     lineno = len(lines)
     if len(first) > max_line and not first.endswith(b"\n"):  # one huge line: a whole document
-        return decode_documents(_read_rest(reader, b"".join(lines), limits.max_document_bytes), sink, decoder)
+        return decode_documents(_read_rest(reader, b"".join(lines), limits.max_document_bytes), sink, decoder,
+                                line_decoder)
     fast = line_decoder.decode_now(first, f"line {lineno}", sink) if line_decoder is not None else None
     if fast is not None:
         flavours = _Flavours()
@@ -139,7 +140,8 @@ def decode_json(reader: io.BufferedReader, sink: Any, limits: Limits, decoder: J
         flavours = _Flavours()
         flavours.add(call_json_decoder(decoder, value, f"line {lineno}", sink, second))
         return _jsonl_rest(reader, lineno, 2, flavours, sink, limits, decoder, second, line_decoder)
-    return decode_documents(_read_rest(reader, b"".join(lines), limits.max_document_bytes), sink, decoder)
+    return decode_documents(_read_rest(reader, b"".join(lines), limits.max_document_bytes), sink, decoder,
+                            line_decoder)
 
 
 _BAD = object()
@@ -230,12 +232,18 @@ _WS = b" \t\r\n"
 _NON_WS = re.compile(r"[^ \t\r\n]")
 
 
-def decode_documents(data: bytes, sink: Any, decoder: JsonDecoder) -> str:
-    """Decode one document, or several concatenated ones, held in ``data``; return the label."""
+def decode_documents(data: bytes, sink: Any, decoder: JsonDecoder, line_decoder: LineDecoder | None = None) -> str:
+    """Decode one document, or several concatenated ones, held in ``data``; return the label.
+
+    A single document is first offered to ``line_decoder.decode_now`` (the fast path)."""
     flavours = _Flavours()
     start = len(data) - len(data.lstrip(_WS))
     if start == len(data):
         raise InputError("no JSON value found (only whitespace)")
+    fast = line_decoder.decode_now(data, f"document 1 at byte {start}", sink) if line_decoder is not None else None
+    if fast is not None:
+        flavours.add(fast)
+        return flavours.label("json")
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
