@@ -170,11 +170,12 @@ class _Refused(Exception):
 
 
 def decode_otlp_line(line: bytes, where: str, sink: SpanBatch) -> str | None:
-    """Decode one JSON line into ``sink`` if it is a canonical OTLP/JSON document.
+    """Decode one JSON line (or a whole JSON document) into ``sink`` if it is a canonical
+    OTLP/JSON document.
 
-    Returns ``"otlp-json"`` when the line was decoded, or ``None`` when it was not
-    (``sink`` is then exactly as before the call). ``where`` is the line's location,
-    e.g. ``"line 7"``.
+    Returns ``"otlp-json"`` when it was decoded, or ``None`` when it was not (``sink`` is
+    then exactly as before the call). ``where`` is its location, e.g. ``"line 7"`` or
+    ``"document 1 at byte 0"``.
     """
     try:
         doc = _DECODER.decode(line)
