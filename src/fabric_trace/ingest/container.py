@@ -44,7 +44,7 @@ from fabric_trace.ingest.container_io import (
 from fabric_trace.ingest.container_json import BOM, LineDecoder, call_json_decoder, decode_json
 from fabric_trace.ingest.limits import Limits
 from fabric_trace.ingest.otlp_proto import decode_otlp_proto
-from fabric_trace.ingest.proto_wire import WireError, read_varint
+from fabric_trace.ingest.proto_wire import WireError, iter_fields, read_varint
 
 HEAD = 64 * 1024  # bytes looked at to detect the format
 _JSON_WS = b" \t\r\n"
@@ -185,15 +185,79 @@ def _json_after_first_line(head: bytes) -> bool:
     return head[nl + 1 :].lstrip(_JSON_WS)[:1] == b"{"
 
 
+#: A raw protobuf message bigger than this is decoded in pieces (see :func:`_raw_proto_pieces`).
+RAW_WHOLE_BYTES = 64 << 20
+_RAW_PIECE_BYTES = 2 << 20
+
+
 def _raw_proto(src: Stream, sink: Any, limits: Limits) -> str:
-    data = src.read_upto(limits.max_document_bytes + 1)
-    if len(data) > limits.max_document_bytes:
+    data = src.read_upto(RAW_WHOLE_BYTES + 1)
+    if len(data) <= RAW_WHOLE_BYTES:
+        decode_otlp_proto(data, "", sink, limits)
+    else:
+        _raw_proto_pieces(data, src, sink, limits)
+    return "otlp-proto"
+
+
+def _raw_proto_pieces(buf: bytes, src: Stream, sink: Any, limits: Limits) -> None:
+    """Decode a big raw message a piece at a time, so memory does not grow with it.
+
+    A protobuf message is the concatenation of its fields, and a repeated field may be
+    split anywhere between elements: any run of whole top-level fields (resourceSpans)
+    is a valid ``TracesData`` with the same spans. Runs of about :data:`_RAW_PIECE_BYTES`
+    are decoded like a whole message, with their resourceSpans indexes and byte offsets
+    given relative to the whole message, so locations and reasons are those of a whole
+    decode. From a top-level field the wire walker cannot read (malformed, or cut off at
+    the end of the input) the rest is decoded as one piece, as a whole decode would.
+    A field larger than ``max_document_bytes`` makes the input unusable, like a whole
+    message of that size.
+    """
+    base = 0  # offset of buf[0] in the message
+    start = 0  # next top-level field in buf
+    index = 0  # resourceSpans decoded so far
+    eof = False
+    while True:
+        pos = start
+        count = 0
+        full = False
+        error: WireError | None = None
+        try:
+            for field, wire, _v, _p, q in iter_fields(buf, start, len(buf)):
+                pos = q
+                count += field == 1 and wire == 2
+                if pos - start >= _RAW_PIECE_BYTES:
+                    full = True
+                    break
+        except WireError as exc:
+            error = exc
+        if pos > start:
+            decode_otlp_proto(buf[start:pos], "", sink, limits, index, base + start)
+            index += count
+            start = pos
+        if full:
+            continue
+        cut_off = error is not None and ("runs past the end" in str(error) or "truncated varint" in str(error))
+        if error is not None and (eof or not cut_off):  # the rest in one piece, as a whole decode would
+            rest = buf[start:] + src.read_upto(max(0, limits.max_document_bytes + 1 - (len(buf) - start)))
+            _check_piece(rest, base + start, limits)
+            decode_otlp_proto(rest, "", sink, limits, index, base + start)
+            return
+        if eof:
+            return
+        more = src.read_upto(_RAW_PIECE_BYTES)
+        eof = not more
+        buf = buf[start:] + more
+        base += start
+        start = 0
+        _check_piece(buf, base, limits)
+
+
+def _check_piece(buf: bytes, base: int, limits: Limits) -> None:
+    if len(buf) > limits.max_document_bytes:
         raise InputError(
-            f"protobuf message larger than {limits.max_document_bytes} bytes",
+            f"protobuf field of more than {limits.max_document_bytes} bytes at byte {base}",
             hint="raise max_document_bytes, or write Collector length-prefixed files",
         )
-    decode_otlp_proto(data, "", sink, limits)
-    return "otlp-proto"
 
 
 def _frames(src: Stream, sink: Any, limits: Limits, json_decoder: Callable[..., str]) -> str:

@@ -25,7 +25,8 @@ class Limits:
     * ``max_frame_bytes``: largest length-prefixed protobuf frame (checked before reading it),
       and largest decompressed payload of one legacy zstd frame.
     * ``max_line_bytes``: longest JSON line; a longer line is quarantined and skipped.
-    * ``max_document_bytes``: largest whole JSON document or raw protobuf message held in memory.
+    * ``max_document_bytes``: largest whole JSON document held in memory; for a raw protobuf
+      message (decoded in pieces above 64 MiB), the largest top-level field (one resourceSpans).
     * ``max_json_depth``: nesting depth kept in OTLP/JSON attribute values (deeper -> emptied).
     * ``max_value_depth``: nesting depth kept in protobuf ``AnyValue`` (deeper -> emptied).
     * ``max_string_bytes``: longest attribute string value in UTF-8 bytes (longer -> truncated

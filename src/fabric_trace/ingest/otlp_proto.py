@@ -19,7 +19,8 @@ from fabric_trace.ingest.proto_salvage import salvage_request
 from fabric_trace.ingest.proto_schema import TracesDataMsg
 
 
-def decode_otlp_proto(data: bytes, where: str, sink: SpanSink, limits: Limits | None = None) -> None:
+def decode_otlp_proto(data: bytes, where: str, sink: SpanSink, limits: Limits | None = None,
+                      index0: int = 0, base: int = 0) -> None:
     """Decode the protobuf ``ExportTraceServiceRequest`` (or ``TracesData``) in ``data``.
 
     Spans go to the sink's columns (:mod:`.batch`; their location is like
@@ -27,8 +28,11 @@ def decode_otlp_proto(data: bytes, where: str, sink: SpanSink, limits: Limits | 
     ``sink.resource`` / ``sink.scope`` (once per ResourceSpans / ScopeSpans), bad pieces
     to ``sink.reject`` and value repairs to ``sink.repair``. ``limits`` gives the value
     depth and string size caps (default :class:`Limits`). Never raises on bad data.
+
+    ``data`` may be a piece of a bigger message (whole top-level fields): ``index0`` is
+    the index of its first resourceSpans and ``base`` its byte offset in the message.
     """
-    ctx = Ctx(sink, limits or DEFAULT_LIMITS, f"{where} " if where else "")
+    ctx = Ctx(sink, limits or DEFAULT_LIMITS, f"{where} " if where else "", index0, base)
     # Every object made here is acyclic (dicts, lists, tuples of plain values), so the
     # cyclic GC has nothing to find; pausing it saves ~25% on large messages.
     paused = gc.isenabled()
@@ -41,7 +45,7 @@ def decode_otlp_proto(data: bytes, where: str, sink: SpanSink, limits: Limits | 
             salvage_request(bytes(data), ctx)
             return
         for i, rs in enumerate(msg.resource_spans):
-            resource_spans(rs, ctx, f"{ctx.prefix}resourceSpans[{i}]")
+            resource_spans(rs, ctx, f"{ctx.prefix}resourceSpans[{index0 + i}]")
     finally:
         if paused:
             gc.enable()

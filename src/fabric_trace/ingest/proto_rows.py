@@ -48,10 +48,12 @@ _STATUS_CACHE_MAX = 4096
 class Ctx:
     """Decoding state for one message: the sink, the value decoder, the attribute cache."""
 
-    __slots__ = ("sink", "vd", "cache", "prefix")
+    __slots__ = ("sink", "vd", "cache", "prefix", "index0", "base")
 
-    def __init__(self, sink: SpanSink, limits: Limits, prefix: str) -> None:
+    def __init__(self, sink: SpanSink, limits: Limits, prefix: str, index0: int = 0, base: int = 0) -> None:
         self.sink = sink
+        self.index0 = index0  # index of the first resourceSpans in this piece of the message
+        self.base = base  # byte offset of this piece in the message
         self.vd = ValueDecoder(limits.max_value_depth, limits.max_string_bytes)
         key = (limits.max_value_depth, limits.max_string_bytes)
         cache = _CACHES.get(key)

@@ -4,7 +4,8 @@ upb refuses a whole message for one bad piece (bad UTF-8 in a name, a malformed
 length...). Here the message is split with the wire walker into its ResourceSpans,
 then ScopeSpans, then Span byte ranges; each piece is parsed on its own and only the
 pieces that still fail are quarantined, with the reason and the byte offset (relative
-to the message) and, for a span, its ids and raw bytes as hex.
+to the message; ``ctx.base`` is the offset of ``data`` in it when a big message is
+decoded in pieces) and, for a span, its ids and raw bytes as hex.
 """
 
 from __future__ import annotations
@@ -25,20 +26,20 @@ def _parse(cls: Any, data: bytes, p: int, q: int) -> Any:
 
 def salvage_request(data: bytes, ctx: Ctx) -> None:
     """Decode what can be decoded of a request upb refused; quarantine the rest."""
-    count = 0
+    count = ctx.index0
     try:
         for field, wire, _n, p, q in iter_fields(data, 0, len(data)):
             if field == 1 and wire == 2:
                 _resource_spans(data, p, q, ctx, f"{ctx.prefix}resourceSpans[{count}]")
                 count += 1
     except WireError as exc:
-        _malformed(ctx, ctx.prefix + f"byte {exc.offset}", exc, data, len(data), "the message")
+        _malformed(ctx, ctx.prefix + f"byte {exc.offset + ctx.base}", exc, data, len(data), "the message")
 
 
 def _malformed(ctx: Ctx, where: str, exc: WireError, data: bytes, end: int, what: str) -> None:
     ctx.sink.reject(
         where,
-        f"malformed protobuf: {exc} (rest of {what} skipped)",
+        f"malformed protobuf: {exc.at(ctx.base)} (rest of {what} skipped)",
         raw=hex_excerpt(data, exc.offset, end),
         counts_as_span=False,  # type: ignore[call-arg]
     )
@@ -76,12 +77,12 @@ def _resource_spans(data: bytes, p: int, q: int, ctx: Ctx, where: str) -> None:
         for w, gp, gq in named:
             found = _reject_ranges(ctx, data, _span_ranges(data, gp, gq), w, reason) or found
         if not found:
-            ctx.sink.reject(f"{where} (message byte {p})", reason, raw=hex_excerpt(data, p, q), counts_as_span=False)  # type: ignore[call-arg]
+            ctx.sink.reject(f"{where} (message byte {p + ctx.base})", reason, raw=hex_excerpt(data, p, q), counts_as_span=False)  # type: ignore[call-arg]
 
     rmsg = ResourceMsg() if resource is None else _parse(ResourceMsg, data, *resource)
     if rmsg is None:
         assert resource is not None
-        reject_all(f"resource: {diagnose(data, resource[0], resource[1], {})}")
+        reject_all(f"resource: {diagnose(data, resource[0], resource[1], {}, ctx.base)}")
         return
     rid = resource_id(rmsg, schema_url, ctx, where, reject_all)
     if rid is None:
@@ -89,7 +90,7 @@ def _resource_spans(data: bytes, p: int, q: int, ctx: Ctx, where: str) -> None:
     for w, gp, gq in named:
         _scope_spans(data, gp, gq, ctx, rid, w)
     if error is not None:
-        _malformed(ctx, f"{where} (message byte {error.offset})", error, data, q, "this resourceSpans")
+        _malformed(ctx, f"{where} (message byte {error.offset + ctx.base})", error, data, q, "this resourceSpans")
 
 
 def _span_ranges(data: bytes, p: int, q: int) -> list[tuple[int, int]]:
@@ -106,7 +107,7 @@ def _span_ranges(data: bytes, p: int, q: int) -> list[tuple[int, int]]:
 def _reject_ranges(ctx: Ctx, data: bytes, ranges: list[tuple[int, int]], where: str, reason: str) -> bool:
     for k, (sp, sq) in enumerate(ranges):
         tid, sid = span_ids(data, sp, sq)
-        ctx.sink.reject(f"{where}.spans[{k}] (message byte {sp})", reason, trace_id=tid, span_id=sid)
+        ctx.sink.reject(f"{where}.spans[{k}] (message byte {sp + ctx.base})", reason, trace_id=tid, span_id=sid)
     return bool(ranges)
 
 
@@ -142,12 +143,12 @@ def _scope_spans(data: bytes, p: int, q: int, ctx: Ctx, rid: str, where: str) ->
 
     def reject_here(reason: str) -> None:
         if not _reject_ranges(ctx, data, ranges, where, reason):
-            sink.reject(f"{where} (message byte {p})", reason, raw=hex_excerpt(data, p, q), counts_as_span=False)  # type: ignore[call-arg]
+            sink.reject(f"{where} (message byte {p + ctx.base})", reason, raw=hex_excerpt(data, p, q), counts_as_span=False)  # type: ignore[call-arg]
 
     smsg = ScopeMsg() if scope is None else _parse(ScopeMsg, data, *scope)
     if smsg is None:
         assert scope is not None
-        reject_here(diagnose(data, scope[0], scope[1], SCOPE_STRINGS))
+        reject_here(diagnose(data, scope[0], scope[1], SCOPE_STRINGS, ctx.base))
         return
     sid = scope_id(smsg, schema_url, ctx, where, reject_here)
     if sid is None:
@@ -159,11 +160,11 @@ def _scope_spans(data: bytes, p: int, q: int, ctx: Ctx, rid: str, where: str) ->
             continue
         tid, spid = span_ids(data, sp, sq)
         sink.reject(
-            f"{where}.spans[{k}] (message byte {sp})",
-            diagnose(data, sp, sq, SPAN_STRINGS),
+            f"{where}.spans[{k}] (message byte {sp + ctx.base})",
+            diagnose(data, sp, sq, SPAN_STRINGS, ctx.base),
             raw=hex_excerpt(data, sp, sq),
             trace_id=tid,
             span_id=spid,
         )
     if error is not None:
-        _malformed(ctx, f"{where} (message byte {error.offset})", error, data, q, "this scopeSpans")
+        _malformed(ctx, f"{where} (message byte {error.offset + ctx.base})", error, data, q, "this scopeSpans")

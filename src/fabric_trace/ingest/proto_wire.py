@@ -28,6 +28,11 @@ class WireError(Exception):
     def __init__(self, offset: int, message: str) -> None:
         super().__init__(f"{message} at byte {offset}")
         self.offset = offset
+        self.message = message
+
+    def at(self, base: int) -> str:
+        """The error with its offset counted from ``base`` bytes earlier (a piece of a message)."""
+        return f"{self.message} at byte {self.offset + base}"
 
 
 class BadUtf8(Exception):
@@ -234,14 +239,15 @@ SPAN_STRINGS: dict[int, Any] = {
 SCOPE_STRINGS: dict[int, Any] = {1: "scope.name", 2: "scope.version"}
 
 
-def diagnose(buf: bytes, start: int, end: int, strings: dict[int, Any]) -> str:
-    """Say why upb refused the message in ``buf[start:end]`` (bad UTF-8 or malformed)."""
+def diagnose(buf: bytes, start: int, end: int, strings: dict[int, Any], base: int = 0) -> str:
+    """Say why upb refused the message in ``buf[start:end]`` (bad UTF-8 or malformed);
+    offsets are counted from ``base`` bytes before ``buf``."""
     try:
         _check_strings(buf, start, end, strings)
     except BadUtf8 as exc:
         return str(exc)
     except WireError as exc:
-        return f"malformed protobuf: {exc}"
+        return f"malformed protobuf: {exc.at(base)}"
     return "malformed protobuf"
 
 
