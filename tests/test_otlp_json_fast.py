@@ -26,7 +26,7 @@ from fabric_trace.ingest.container import decode_stream
 from fabric_trace.ingest.container_json import call_json_decoder
 from fabric_trace.ingest.json_dispatch import decode_json_value
 from fabric_trace.ingest.limits import Limits
-from fabric_trace.ingest.otlp_json_fast import FastLines, decode_otlp_line
+from fabric_trace.ingest.otlp_json_fast import decode_otlp_line
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -277,20 +277,13 @@ def _decode_file(data: bytes, fast: bool) -> tuple[str, SpanBatch, int]:
     b = SpanBatch()
     taken = 0
 
-    class Counting(FastLines):
-        def decode_now(self, line: bytes, where: str, sink: Any) -> str | None:
-            nonlocal taken
-            out = decode_otlp_line(line, where, sink)
-            taken += out is not None
-            return out
+    def counting(line: bytes, where: str, sink: Any) -> str | None:
+        nonlocal taken
+        out = decode_otlp_line(line, where, sink)
+        taken += out is not None
+        return out
 
-        def take(self, line: bytes, lineno: int, lines: Any) -> bool:
-            nonlocal taken
-            ok = super().take(line, lineno, lines)
-            taken += ok
-            return ok
-
-    label = decode_stream(io.BytesIO(data), "t", b, Limits(), decode_json_value, Counting() if fast else None)
+    label = decode_stream(io.BytesIO(data), "t", b, Limits(), decode_json_value, counting if fast else None)
     return label, b, taken
 
 

@@ -13,7 +13,7 @@ import io
 import json
 import re
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -25,40 +25,10 @@ BOM = b"\xef\xbb\xbf"
 JsonDecoder = Callable[[Any, str, Any], str]
 
 
-class JsonLines:
-    """One JSON Lines input being decoded: what a :class:`LineDecoder` needs from the reader."""
-
-    def __init__(self, sink: Any, decoder: JsonDecoder, flavours: _Flavours) -> None:
-        self.sink = sink
-        self._decoder = decoder
-        self._flavours = flavours
-
-    def general(self, line: bytes, lineno: int) -> None:
-        """Decode one line the general way (``orjson.loads``, then the JSON decoder)."""
-        try:
-            value = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            self.sink.reject(f"line {lineno}", f"invalid JSON: {exc}", raw=line, counts_as_span=False)
-            return
-        self._flavours.add(call_json_decoder(self._decoder, value, f"line {lineno}", self.sink, line))
-
-    def report(self, flavour: str | None) -> None:
-        """Record the flavour of a line a fast path decoded."""
-        self._flavours.add(flavour)
-
-
-class LineDecoder(Protocol):
-    """A fast path for JSON lines, offered every line before the general decoder."""
-
-    def decode_now(self, line: bytes, where: str, sink: Any) -> str | None:
-        """Decode one line at once and return its flavour, or return ``None`` having added nothing."""
-
-    def take(self, line: bytes, lineno: int, lines: JsonLines) -> bool:
-        """Take a line: decode it now or later (a line it cannot decode then goes to
-        ``lines.general``, in file order). ``False``: the caller decodes it the general way."""
-
-    def finish(self, lines: JsonLines) -> None:
-        """Decode every line taken and not decoded yet (called at the end of the input)."""
+#: A fast path offered each JSON line (and a whole document) first: ``(raw, where, sink)``
+#: returns the flavour it decoded, or ``None`` having added nothing to the sink (the
+#: general decoder then takes it).
+LineDecoder = Callable[[bytes, str, Any], "str | None"]
 
 
 def call_json_decoder(decoder: JsonDecoder, value: Any, where: str, sink: Any, raw: bytes | None) -> str | None:
@@ -115,7 +85,7 @@ def decode_json(reader: io.BufferedReader, sink: Any, limits: Limits, decoder: J
     if len(first) > max_line and not first.endswith(b"\n"):  # one huge line: a whole document
         return decode_documents(_read_rest(reader, b"".join(lines), limits.max_document_bytes), sink, decoder,
                                 line_decoder)
-    fast = line_decoder.decode_now(first, f"line {lineno}", sink) if line_decoder is not None else None
+    fast = line_decoder(first, f"line {lineno}", sink) if line_decoder is not None else None
     if fast is not None:
         flavours = _Flavours()
         flavours.add(fast)
@@ -176,9 +146,7 @@ def _jsonl_rest(
 ) -> str:
     max_line = limits.max_line_bytes
     readline = reader.readline
-    lines = JsonLines(sink, decoder, flavours)
-    general = lines.general
-    take = line_decoder.take if line_decoder is not None else None
+    loads = orjson.loads
     newline_ended = last_line.endswith(b"\n")
     while True:
         line = readline(max_line + 1)
@@ -204,10 +172,17 @@ def _jsonl_rest(
             continue
         records += 1
         newline_ended = line.endswith(b"\n")
-        if take is None or not take(line, lineno, lines):
-            general(line, lineno)
-    if line_decoder is not None:
-        line_decoder.finish(lines)
+        if line_decoder is not None:
+            fast = line_decoder(line, f"line {lineno}", sink)
+            if fast is not None:
+                flavours.add(fast)
+                continue
+        try:
+            value = loads(line)
+        except orjson.JSONDecodeError as exc:
+            sink.reject(f"line {lineno}", f"invalid JSON: {exc}", raw=line, counts_as_span=False)
+            continue
+        flavours.add(call_json_decoder(decoder, value, f"line {lineno}", sink, line))
     return flavours.label("jsonl" if records > 1 or newline_ended else "json")
 
 
@@ -235,12 +210,12 @@ _NON_WS = re.compile(r"[^ \t\r\n]")
 def decode_documents(data: bytes, sink: Any, decoder: JsonDecoder, line_decoder: LineDecoder | None = None) -> str:
     """Decode one document, or several concatenated ones, held in ``data``; return the label.
 
-    A single document is first offered to ``line_decoder.decode_now`` (the fast path)."""
+    A single document is first offered to ``line_decoder`` (the fast path)."""
     flavours = _Flavours()
     start = len(data) - len(data.lstrip(_WS))
     if start == len(data):
         raise InputError("no JSON value found (only whitespace)")
-    fast = line_decoder.decode_now(data, f"document 1 at byte {start}", sink) if line_decoder is not None else None
+    fast = line_decoder(data, f"document 1 at byte {start}", sink) if line_decoder is not None else None
     if fast is not None:
         flavours.add(fast)
         return flavours.label("json")

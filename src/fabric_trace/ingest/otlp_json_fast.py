@@ -42,7 +42,6 @@ from msgspec import Struct
 
 from fabric_trace.ingest.anyvalue import FAST_CHARS, INT64_MAX, hex_id, parse_int64, parse_int_ns
 from fabric_trace.ingest.batch import EMPTY_OBJECT, MAX_TIME_NS, SPAN_KINDS, STATUS_CODES, SpanBatch
-from fabric_trace.ingest.container_json import JsonLines
 
 #: Deepest AnyValue nesting taken by the fast path (the general decoder's limit is 64).
 NEST_LIMIT = 32
@@ -145,24 +144,6 @@ _KIND = dict(enumerate(SPAN_KINDS))
 _STATUS = dict(enumerate(STATUS_CODES))
 _ZT = "0" * 32
 _ZS = "0" * 16
-
-
-class FastLines:
-    """The fast path as a :class:`~fabric_trace.ingest.container_json.LineDecoder`: each line
-    is decoded at once, here or (declined) by the general decoder."""
-
-    def decode_now(self, line: bytes, where: str, sink: SpanBatch) -> str | None:
-        return decode_otlp_line(line, where, sink)
-
-    def take(self, line: bytes, lineno: int, lines: JsonLines) -> bool:
-        flavour = decode_otlp_line(line, f"line {lineno}", lines.sink)
-        if flavour is None:
-            return False
-        lines.report(flavour)
-        return True
-
-    def finish(self, lines: JsonLines) -> None:
-        pass
 
 
 class _Refused(Exception):

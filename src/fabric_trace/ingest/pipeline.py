@@ -42,7 +42,7 @@ from fabric_trace.errors import DatabaseError, FabricError, InputError, Interrup
 from fabric_trace.ingest.batch import SpanBatch
 from fabric_trace.ingest.limits import Limits
 from fabric_trace.ingest.normalize import Projection, compile_projection
-from fabric_trace.ingest.otlp_json_fast import FastLines
+from fabric_trace.ingest.otlp_json_fast import decode_otlp_line
 from fabric_trace.ingest.sources import HashingReader, Source, SpooledStdin, StdinSpool, expand, sha256_file
 from fabric_trace.ingest.writer import KeyCollision, StoreWriter
 
@@ -429,7 +429,8 @@ def _attempt(con: duckdb.DuckDBPyConnection, writer: StoreWriter, src: Source, o
         raw = src.open()
         reader = HashingReader(raw) if hash_while_reading else raw
         try:
-            result.format = decode_stream(reader, src.path, batch, options.limits, decode_json_value, FastLines())
+            result.format = decode_stream(reader, src.path, batch, options.limits, decode_json_value,
+                                          decode_otlp_line)
         finally:
             if hash_while_reading:
                 reader.sha.close()  # type: ignore[union-attr]
