@@ -144,6 +144,7 @@ _KIND = dict(enumerate(SPAN_KINDS))
 _STATUS = dict(enumerate(STATUS_CODES))
 _ZT = "0" * 32
 _ZS = "0" * 16
+_LOWER_HEX = "0123456789abcdef"
 
 
 class _Refused(Exception):
@@ -213,18 +214,23 @@ def _spans(spans: list[_Span], pre: str, rid: str, scid: str, sink: SpanBatch) -
                 t = hex_id(tid, 16)
             idc[tid] = t
         sv = s.spanId
-        sp = fromhex(sv).hex() if len(sv) == 16 else ""
-        if len(sp) != 16 or sp == _ZS:
-            sp = hex_id(sv, 8)
+        if len(sv) == 16 and not sv.strip(_LOWER_HEX) and sv != _ZS:  # already canonical
+            sp = sv
+        else:
+            sp = fromhex(sv).hex() if len(sv) == 16 else ""
+            if len(sp) != 16 or sp == _ZS:
+                sp = hex_id(sv, 8)
         pv = s.parentSpanId
-        if pv:
-            parent: str | None = fromhex(pv).hex() if len(pv) == 16 else ""
+        if not pv:
+            parent: str | None = None
+        elif len(pv) == 16 and not pv.strip(_LOWER_HEX):
+            parent = None if pv == _ZS else pv
+        else:
+            parent = fromhex(pv).hex() if len(pv) == 16 else ""
             if len(parent) != 16:  # type: ignore[arg-type]
                 raise _Refused
             if parent == _ZS:
                 parent = None
-        else:
-            parent = None
         st = s.startTimeUnixNano
         if type(st) is str:
             st = int(st)
