@@ -184,3 +184,17 @@ def test_stdin_overlapping_the_store_and_unspoolable_stdin_match_files(
             assert any("No space left" in msg for msg in f.messages)
         spans, _, manifest = _state(db)
         assert spans == _state(ref_db)[0] and len(manifest) == 2
+
+
+def test_stdin_read_error_is_an_input_error_not_a_crash() -> None:
+    from fabric_trace.errors import InputNotFound
+
+    class Broken(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def read(self, n: int = -1) -> bytes:
+            raise OSError(5, "Input/output error")
+
+    with pytest.raises(InputNotFound, match="cannot read standard input"):
+        sources.StdinSpool(Broken())  # type: ignore[arg-type]

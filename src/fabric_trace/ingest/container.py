@@ -236,8 +236,7 @@ def _raw_proto_pieces(buf: bytes, src: Stream, sink: Any, limits: Limits) -> Non
             start = pos
         if full:
             continue
-        cut_off = error is not None and ("runs past the end" in str(error) or "truncated varint" in str(error))
-        if error is not None and (eof or not cut_off):  # the rest in one piece, as a whole decode would
+        if error is not None and (eof or not error.truncated):  # the rest in one piece, as a whole decode would
             rest = buf[start:] + src.read_upto(max(0, limits.max_document_bytes + 1 - (len(buf) - start)))
             _check_piece(rest, base + start, limits)
             decode_otlp_proto(rest, "", sink, limits, index, base + start)

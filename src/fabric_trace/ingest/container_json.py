@@ -86,14 +86,10 @@ def decode_json(reader: io.BufferedReader, sink: Any, limits: Limits, decoder: J
         return decode_documents(_read_rest(reader, b"".join(lines), limits.max_document_bytes), sink, decoder,
                                 line_decoder)
     fast = line_decoder(first, f"line {lineno}", sink) if line_decoder is not None else None
-    if fast is not None:
+    value = _BAD if fast is not None else _loads(first)
+    if fast is not None or value is not _BAD:
         flavours = _Flavours()
-        flavours.add(fast)
-        return _jsonl_rest(reader, lineno, 1, flavours, sink, limits, decoder, first, line_decoder)
-    value = _loads(first)
-    if value is not _BAD:
-        flavours = _Flavours()
-        flavours.add(call_json_decoder(decoder, value, f"line {lineno}", sink, first))
+        flavours.add(fast if fast is not None else call_json_decoder(decoder, value, f"line {lineno}", sink, first))
         return _jsonl_rest(reader, lineno, 1, flavours, sink, limits, decoder, first, line_decoder)
     while True:  # a bad first line: is the next line with content a JSON object on its own?
         line = reader.readline(max_line + 1)

@@ -25,10 +25,11 @@ _unpack_double = struct.Struct("<d").unpack_from
 class WireError(Exception):
     """Malformed protobuf wire data (truncated, bad varint, unsupported wire type)."""
 
-    def __init__(self, offset: int, message: str) -> None:
+    def __init__(self, offset: int, message: str, truncated: bool = False) -> None:
         super().__init__(f"{message} at byte {offset}")
         self.offset = offset
         self.message = message
+        self.truncated = truncated  # the data ends inside the field (more bytes might complete it)
 
     def at(self, base: int) -> str:
         """The error with its offset counted from ``base`` bytes earlier (a piece of a message)."""
@@ -50,7 +51,7 @@ def read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     start = pos
     while True:
         if pos >= end:
-            raise WireError(start, "truncated varint")
+            raise WireError(start, "truncated varint", truncated=True)
         byte = buf[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
@@ -80,7 +81,7 @@ def iter_fields(buf: bytes, start: int, end: int) -> Iterator[tuple[int, int, in
             length, pos = read_varint(buf, pos, end)
             stop = pos + length
             if stop > end:
-                raise WireError(tag_at, f"field {field} length {length} runs past the end")
+                raise WireError(tag_at, f"field {field} length {length} runs past the end", truncated=True)
             yield field, wire, length, pos, stop
             pos = stop
         elif wire == 0:
@@ -90,7 +91,7 @@ def iter_fields(buf: bytes, start: int, end: int) -> Iterator[tuple[int, int, in
         elif wire == 1 or wire == 5:
             stop = pos + (8 if wire == 1 else 4)
             if stop > end:
-                raise WireError(tag_at, f"fixed field {field} runs past the end")
+                raise WireError(tag_at, f"fixed field {field} runs past the end", truncated=True)
             yield field, wire, 0, pos, stop
             pos = stop
         else:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from fabric_trace.errors import InputNotFound
+from fabric_trace.ingest.container_io import source_reader
 
 
 @dataclass(frozen=True)
@@ -224,11 +225,12 @@ class StdinSpool:
         self._pending = b""
         self.complete = True
         self.error: str | None = None
+        read = source_reader(stream, "standard input")  # I/O errors -> InputNotFound, text refused
         sha = hashlib.sha256()
         size = 0
         while True:
             check()
-            chunk = stream.read(_SPOOL_CHUNK)
+            chunk = read(_SPOOL_CHUNK)
             if not chunk:
                 break
             try:
@@ -254,29 +256,8 @@ class StdinSpool:
         self._file.close()
 
 
-class _Unclosed(io.RawIOBase):
-    """A reader of the spool that leaves it open when closed (the spool owns the file)."""
-
-    def __init__(self, f: IO[bytes]) -> None:
-        self._f = f
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self._f.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def read(self, n: int = -1) -> bytes:
-        return self._f.read(n)
-
-
-class _Chain(io.RawIOBase):
-    """Several binary streams read one after the other."""
-
-    def __init__(self, parts: list[IO[bytes]]) -> None:
-        self._parts = parts
+class _Reader(io.RawIOBase):
+    """A readable raw stream defined by its ``read``."""
 
     def readable(self) -> bool:
         return True
@@ -285,6 +266,23 @@ class _Chain(io.RawIOBase):
         data = self.read(len(b))
         b[: len(data)] = data
         return len(data)
+
+
+class _Unclosed(_Reader):
+    """A reader of the spool that leaves it open when closed (the spool owns the file)."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(n)
+
+
+class _Chain(_Reader):
+    """Several binary streams read one after the other."""
+
+    def __init__(self, parts: list[IO[bytes]]) -> None:
+        self._parts = parts
 
     def read(self, n: int = -1) -> bytes:
         while self._parts:
