@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = Path(os.environ.get("FABRIC_SAMPLES", REPO.parent / "shared" / "data" / "otlp-samples"))
+TESTS = Path(__file__).resolve().parent
+#: The real OTLP sample files, carried inside the repository (tests/data/README.md says where they
+#: come from). $FABRIC_SAMPLES points the suite at another copy of the same layout.
+SAMPLES = Path(os.environ.get("FABRIC_SAMPLES", TESTS / "data" / "otlp-samples"))
 
 
 @pytest.fixture(scope="session")
 def samples() -> Path:
-    """The real OTLP sample files (../shared/data/otlp-samples)."""
+    """The real OTLP sample files (tests/data/otlp-samples)."""
     if not SAMPLES.is_dir():
         pytest.fail(f"real OTLP samples not found at {SAMPLES}; set FABRIC_SAMPLES")
     return SAMPLES

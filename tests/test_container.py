@@ -23,7 +23,7 @@ from fabric_trace.ingest.batch import SPAN_FIELDS, SpanBatch
 from fabric_trace.ingest.container import decode_stream
 from fabric_trace.ingest.limits import MIB, Limits
 
-from conftest import SAMPLES as DATA  # ../shared/data/otlp-samples (or $FABRIC_SAMPLES)
+from conftest import SAMPLES as DATA  # tests/data/otlp-samples (or $FABRIC_SAMPLES)
 GEN = DATA / "generated"
 F = {name: i for i, name in enumerate(SPAN_FIELDS)}
 

@@ -574,7 +574,7 @@ def test_jaeger_tag_type_mismatch_repaired() -> None:
 
 def test_zipkin_rules() -> None:
     spans = [
-        {"traceId": "a" * 16, "id": "b" * 16, "kind": "SERVER", "shared": True, "timestamp": 5, "duration": 1,
+        {"traceId": "a" * 16, "id": "b" * 16, "kind": "SERVER", 'shared': True, "timestamp": 5, "duration": 1,
          "localEndpoint": {"serviceName": "api"}, "tags": {"error": "bad thing", "n": 3}},
         {"traceId": "a" * 16, "id": "c" * 16, "parentId": "0" * 16, "timestamp": 5, "tags": {"span.kind": "producer"}},
         {"traceId": "a" * 16, "id": "x"},
