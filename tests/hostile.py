@@ -14,3 +14,16 @@ HOSTILE_BASE: list[str] = [
     "nul\x00byte",
     "del\x7f",
 ]
+
+#: Strings that must never become markup or script in an HTML page (the HTML report's tests).
+HOSTILE_HTML: list[str] = [
+    "</script><script>window.__pwned=1</script>",
+    "<img src=x onerror=\"window.__pwned=1\">",
+    "\"><svg onload=window.__pwned=1>",
+    "'><iframe src=javascript:window.__pwned=1>",
+    "javascript:window.__pwned=1",
+    "</style><style>body{display:none}</style>",
+    "<!-- ]]> {{ 7*7 }} {% raw %} ${x} &amp; &lt;",
+    "</title></svg></text><a href=//evil>",
+    "\u2028\u2029</script>",
+]

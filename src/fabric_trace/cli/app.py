@@ -13,6 +13,7 @@ from fabric_trace.cli import cmd_demo, cmd_ingest, cmd_latency, cmd_query, cmd_t
 from fabric_trace.cli import cmd_gate
 from fabric_trace.cli import cmd_trust
 from fabric_trace.cli import cmd_locality
+from fabric_trace.cli import cmd_export
 
 app = typer.Typer(
     name="fabric",
@@ -30,6 +31,7 @@ app.add_typer(report_app, name="report")
 trace_app.command("ingest")(cmd_ingest.ingest_command)
 trace_app.command("ls")(cmd_trace.ls_command)
 trace_app.command("show")(cmd_trace.show_command)
+trace_app.command("export")(cmd_export.export_command)
 app.command("query")(cmd_query.query_command)
 app.command("demo")(cmd_demo.demo_command)
 app.command("analyze")(cmd_demo.analyze_command)

@@ -1,0 +1,105 @@
+"""Builders for the export and HTML report tests: small OTLP/JSON traces written to a real store."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fabric_trace.service import run_ingest
+
+_ids = itertools.count(1)
+KINDS = {"INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
+
+
+def _value(v: Any) -> dict[str, Any]:
+    if isinstance(v, bool):
+        return {"boolValue": v}
+    if isinstance(v, int):
+        return {"intValue": str(v)}
+    if isinstance(v, float):
+        return {"doubleValue": v}
+    if isinstance(v, list):
+        return {"arrayValue": {"values": [_value(x) for x in v]}}
+    return {"stringValue": str(v)}
+
+
+def attrs(d: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"key": k, "value": _value(v)} for k, v in d.items()]
+
+
+def sid() -> str:
+    return f"{next(_ids):016x}"
+
+
+def span(trace_id: str, span_id: str, parent: str | None, name: str, start_ms: float, end_ms: float, *,
+         kind: str = "INTERNAL", error: str | None = None, attributes: dict[str, Any] | None = None,
+         events: list[tuple[float, str, dict[str, Any]]] | None = None) -> dict[str, Any]:
+    base = 1_700_000_000_000_000_000
+    s: dict[str, Any] = {
+        "traceId": trace_id, "spanId": span_id, "name": name, "kind": KINDS[kind],
+        "startTimeUnixNano": str(base + int(start_ms * 1e6)), "endTimeUnixNano": str(base + int(end_ms * 1e6)),
+        "attributes": attrs(attributes or {}),
+        "status": {"code": 2, "message": error} if error is not None else {"code": 1},
+    }
+    if parent:
+        s["parentSpanId"] = parent
+    if events:
+        s["events"] = [{"timeUnixNano": str(base + int(t * 1e6)), "name": n, "attributes": attrs(a)}
+                       for t, n, a in events]
+    return s
+
+
+def document(by_service: dict[str, list[dict[str, Any]]], resource_extra: dict[str, Any] | None = None) -> bytes:
+    """One OTLP/JSON line: one resource per service."""
+    rs = [{"resource": {"attributes": attrs({"service.name": svc, **(resource_extra or {})})},
+           "scopeSpans": [{"scope": {"name": "tests", "version": "1"}, "spans": spans}]}
+          for svc, spans in by_service.items()]
+    return orjson.dumps({"resourceSpans": rs})
+
+
+def agent_trace(trace_id: str, *, name: str = "chat", service: str = "gateway", slow: float = 1.0,
+                error: str | None = None, attr_value: Any = "x", events_name: str = "retry") -> bytes:
+    """A gateway -> agent trace with two parallel tool calls, an LLM call, a cache miss and a retrieval."""
+    root, agent, llm, t1, t2, cache, ret, db = (sid() for _ in range(8))
+    gw = [
+        span(trace_id, root, None, name, 0, 1000 * slow, kind="SERVER",
+             attributes={"http.route": "/chat", "enduser.id": "u1"}),
+        span(trace_id, agent, root, "call agent", 5, 990 * slow, kind="CLIENT",
+             attributes={"server.address": "agent.svc", "url.full": "http://agent.svc/run"}),
+    ]
+    ag = [
+        span(trace_id, sid(), agent, "invoke_agent support", 10, 980 * slow, kind="SERVER",
+             attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "support"}),
+        span(trace_id, cache, None, "GET", 12, 20, kind="CLIENT",
+             attributes={"db.system": "redis", "server.address": "redis.svc", "cache.hit": False}),
+        span(trace_id, ret, None, "retrieval docs", 22, 120, kind="CLIENT",
+             attributes={"gen_ai.operation.name": "retrieval", "gen_ai.data_source.id": "kb"}),
+        span(trace_id, llm, None, "chat gpt-4o", 130, 130 + 700 * slow, kind="CLIENT", error=error,
+             attributes={"gen_ai.operation.name": "chat", "gen_ai.system": "openai",
+                         "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 1200,
+                         "gen_ai.usage.output_tokens": 80, "server.address": "api.openai.com",
+                         "note": attr_value},
+             events=[(140, events_name, {"attempt": 1})]),
+        span(trace_id, t1, None, "execute_tool send_email", 840, 900, kind="INTERNAL",
+             attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "send_email"}),
+        span(trace_id, t2, None, "execute_tool lookup", 845, 950, kind="INTERNAL",
+             attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "lookup"}),
+        span(trace_id, db, t2, "SELECT docs", 850, 940, kind="CLIENT",
+             attributes={"db.system": "postgresql", "server.address": "pg.svc"}),
+    ]
+    agent_root = ag[0]["spanId"]
+    for s in ag[1:]:
+        s.setdefault("parentSpanId", agent_root)
+    return document({service: gw, "agent": ag}, {"cloud.region": "eu-west-1"})
+
+
+def build_store(tmp_path: Path, lines: list[bytes], name: str = "pics.duckdb") -> str:
+    """Ingest ``lines`` (OTLP/JSON lines) into a new store; returns its path."""
+    src = tmp_path / (name + ".jsonl")
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    db = str(tmp_path / name)
+    run_ingest(db, [str(src)])
+    return db
