@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad command line, bad --where filter, bad SQL
     DATA = 65  # input data unusable (nothing could be loaded, or --strict with quarantined records)
     NO_INPUT = 66  # input path missing or unreadable
+    UNAVAILABLE = 69  # fabric collect cannot listen on the address (in use, not permitted)
     CANNOT_WRITE = 73  # cannot write an output file
     DB_ERROR = 74  # database corrupt, I/O error, disk full
     DB_BUSY = 75  # database locked by another writer beyond the lock timeout
@@ -69,6 +70,12 @@ class InputNotFound(FabricError):
     """An input path does not exist or cannot be read."""
 
     exit_code = ExitCode.NO_INPUT
+
+
+class ListenError(FabricError):
+    """``fabric collect`` cannot listen on the requested address."""
+
+    exit_code = ExitCode.UNAVAILABLE
 
 
 class OutputError(FabricError):

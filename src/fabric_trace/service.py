@@ -147,3 +147,37 @@ def demo_reports(db_path: str) -> list[Any]:
 
     with open_analyzed(db_path) as con:
         return [build_latency_report(con, LatencyOptions()), build_locality_report(con), build_trust_report(con)]
+
+
+class _CollectSession:
+    """Context manager: the store opened for writing and a :class:`~fabric_trace.collect.Collector` on it."""
+
+    def __init__(self, db_path: str, options: Any, config_path: str | None, lock_timeout: float) -> None:
+        self.db_path, self.options, self.config_path, self.lock_timeout = db_path, options, config_path, lock_timeout
+        self.con: Any = None
+        self.config: Any = None
+
+    def __enter__(self) -> Any:
+        from fabric_trace.collect import Collector
+
+        self.config = load_config(self.config_path)
+        self.con = store.connect(self.db_path, lock_timeout=self.lock_timeout)
+        try:
+            return Collector(self.con, self.db_path, self.config.projection(), self.options)
+        except BaseException:
+            self.con.close()
+            raise
+
+    def refresh(self, con: Any) -> None:
+        """Bring the derived tables up to date (what every report does first)."""
+        refresh_derived(con, self.config)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.con is not None:
+            self.con.close()
+
+
+def open_collector(db_path: str, options: Any, *, config_path: str | None = None,
+                   lock_timeout: float = store.DEFAULT_LOCK_TIMEOUT) -> _CollectSession:
+    """Open the store at ``db_path`` (created if missing) and bind ``fabric collect``'s listener."""
+    return _CollectSession(db_path, options, config_path, lock_timeout)

@@ -14,6 +14,7 @@ from fabric_trace.cli import cmd_gate
 from fabric_trace.cli import cmd_trust
 from fabric_trace.cli import cmd_locality
 from fabric_trace.cli import cmd_export
+from fabric_trace.cli import cmd_collect
 
 app = typer.Typer(
     name="fabric",
@@ -40,6 +41,7 @@ report_app.command("trust")(cmd_trust.trust_command)
 report_app.command("locality")(cmd_locality.locality_command)
 app.command("gate")(cmd_gate.gate_command)
 app.command("diff")(cmd_gate.diff_command)
+app.command("collect")(cmd_collect.collect_command)
 
 
 def _version(value: bool) -> None:

@@ -32,6 +32,12 @@ def default_db_path() -> str:
     return os.environ.get("FABRIC_DB") or DEFAULT_DB
 
 
+def snapshot_path_for(db_path: str) -> str:
+    """Where ``fabric collect`` publishes snapshots of ``db_path``: ``run.duckdb`` -> ``run.snapshot.duckdb``."""
+    root, ext = os.path.splitext(db_path)
+    return f"{root}.snapshot{ext or '.duckdb'}"
+
+
 def _sql_resource(name: str) -> str:
     return resources.files("fabric_trace.store").joinpath(name).read_text(encoding="utf-8")
 
@@ -52,10 +58,13 @@ def _open(path: str, read_only: bool, lock_timeout: float) -> duckdb.DuckDBPyCon
             if time.monotonic() >= deadline:
                 m = _LOCK_RE.search(text)
                 holder = f" (held by PID {m.group('pid')})" if m and m.group("pid") else ""
+                snapshot = snapshot_path_for(path)
+                hint = (f"if `fabric collect` is writing it, read its latest snapshot: --db {snapshot}"
+                        if os.path.exists(snapshot) else "wait for the other ingest to finish, or raise --lock-timeout")
                 raise DatabaseBusy(
                     f"database {path} is locked by another fabric process{holder}; "
                     f"gave up after {lock_timeout:g} s",
-                    hint="wait for the other ingest to finish, or raise --lock-timeout",
+                    hint=hint,
                 ) from None
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
