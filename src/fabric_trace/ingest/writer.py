@@ -229,10 +229,17 @@ class StoreWriter:
         self._insert_fast_sql = insert_from(canon, returning=False)
         self._insert_ranked_sql = insert_from("(SELECT * FROM stage_cls WHERE rn = 1)", returning=True)
 
-    def begin_file(self, fast: bool) -> None:
-        """Start writing a file (a new transaction) in fast or safe mode."""
+    def begin_file(self, fast: bool, *, after_commit: bool = False) -> None:
+        """Start writing a file (a new transaction) in fast or safe mode.
+
+        ``after_commit``: the previous transaction of this writer committed, so the
+        resources and scopes it stored need not be stored again (a long-running writer
+        such as ``fabric collect`` then skips them); otherwise they are forgotten, as a
+        rolled-back transaction took them away.
+        """
         self.fast = fast
-        self._known.clear()
+        if not after_commit:
+            self._known.clear()
 
     def prepare(self, batch: SpanBatch) -> Prepared:
         """Convert a batch to Arrow tables (no database access).
