@@ -312,6 +312,19 @@ def test_snapshot_is_readable_while_collecting(tmp_path: Path) -> None:
     assert not snap.exists()  # removed at exit: the database itself is readable again
 
 
+def test_snapshot_path_checks(tmp_path: Path) -> None:
+    """The snapshot never replaces the database or a file that is not a DuckDB database."""
+    runner = CliRunner()
+    db = tmp_path / "x.duckdb"
+    res = runner.invoke(app, ["collect", "--listen", "127.0.0.1:0", "--db", str(db), "--snapshot", str(db)])
+    assert res.exit_code == 2 and "is the database itself" in res.output
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    res = runner.invoke(app, ["collect", "--listen", "127.0.0.1:0", "--db", str(db), "--snapshot", str(notes)])
+    assert res.exit_code == 2 and "refusing to overwrite" in res.output
+    assert notes.read_text() == "keep me"
+
+
 def test_listen_address_checks() -> None:
     runner = CliRunner()
     res = runner.invoke(app, ["collect", "--listen", "0.0.0.0:0", "--db", ":memory:"])

@@ -104,11 +104,31 @@ def resolve(host: str, port: int, allow_remote: bool) -> tuple[int, tuple[Any, .
     return family, addr
 
 
+def check_snapshot_path(snapshot: str, db_path: str) -> None:
+    """Refuse a snapshot path that is the database itself or an existing file that is not a DuckDB one."""
+    if db_path != ":memory:" and os.path.realpath(snapshot) == os.path.realpath(db_path):
+        raise UsageError(f"--snapshot {snapshot} is the database itself", hint="choose another file name")
+    if os.path.exists(snapshot):
+        try:
+            with open(snapshot, "rb") as f:
+                head = f.read(12)
+        except OSError as exc:
+            raise UsageError(f"--snapshot {snapshot}: {exc.strerror}") from None
+        if head[8:12] != b"DUCK":
+            raise UsageError(f"--snapshot {snapshot} exists and is not a DuckDB file; refusing to overwrite it",
+                             hint="choose another file name, or remove the file")
+
+
 class Collector:
     """A running OTLP/HTTP receiver writing into one open fabric store."""
 
     def __init__(self, con: Any, db_path: str, projection: Any, options: CollectOptions) -> None:
         host, port = parse_listen(options.listen)
+        if options.snapshot_path:
+            if db_path == ":memory:":
+                options.snapshot_path = None  # nothing on disk to copy
+            else:
+                check_snapshot_path(options.snapshot_path, db_path)
         family, addr = resolve(host, port, options.allow_remote)
         self.options = options
         self.db_path = db_path
@@ -148,7 +168,8 @@ class Collector:
 
     def progress(self) -> tuple[Totals, float, list[str]]:
         """(running totals, seconds since start, notices since the last call)."""
-        return self.committer.snapshot_totals(), time.perf_counter() - self._t0, self.server.take_notices()
+        notices = self.server.take_notices() + self.committer.take_notices()
+        return self.committer.snapshot_totals(), time.perf_counter() - self._t0, notices
 
     def stop(self, refresh: Any = None) -> CollectSummary:
         """Stop accepting, answer what is in flight, commit everything, refresh, close.

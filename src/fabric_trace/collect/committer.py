@@ -113,8 +113,10 @@ class Committer:
         self.snapshot_interval = snapshot_interval
         self.totals = Totals()
         self.file_ids: list[int] = []
-        #: The error that stopped the committer (a failed transaction or snapshot), if any.
+        #: The error that stopped the committer (a failed transaction), if any.
         self.fatal: str | None = None
+        #: Problems worth a line on stderr (a failed snapshot); drained by :meth:`take_notices`.
+        self.notices: list[str] = []
         self._items: list[Pending] = []
         self._cond = threading.Condition()
         self._stopping = False
@@ -152,6 +154,11 @@ class Committer:
     def count_refused(self, status: int) -> None:
         with self._cond:
             self.totals.refused[status] += 1
+
+    def take_notices(self) -> list[str]:
+        with self._cond:
+            out, self.notices = self.notices, []
+            return out
 
     def snapshot_totals(self) -> Totals:
         with self._cond:
@@ -202,8 +209,11 @@ class Committer:
                     time.monotonic() - self._last_snapshot >= self.snapshot_interval:
                 try:
                     self.write_snapshot()
-                except DatabaseError as exc:
-                    self._fail([], exc.message)
+                except DatabaseError as exc:  # readers keep the previous snapshot; collecting goes on
+                    with self._cond:
+                        self._last_snapshot = time.monotonic()
+                        self.notices.append(f"{exc.message}; the previous snapshot stays, next try in "
+                                            f"{self.snapshot_interval:g} s")
 
     def _commit_group(self, group: list[Pending]) -> None:
         try:
@@ -241,12 +251,11 @@ class Committer:
             item.done.set()
 
     def _fail(self, group: list[Pending], message: str) -> None:
+        """A transaction failed: answer its requests and every queued one 503, and stop storing."""
         with self._cond:
             self.fatal = message
             waiting = group + self._items
             self._items = []
-            for item in group:
-                self.totals.queued_spans -= item.spans + item.batch.spans_rejected
             self.totals.queued_spans = 0
             self._cond.notify_all()
         for item in waiting:
