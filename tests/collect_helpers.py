@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,33 +28,26 @@ class CollectProcess:
     def __init__(self, db: Path, *args: str, env: dict[str, str] | None = None) -> None:
         cmd = [sys.executable, "-m", "fabric_trace", "collect", "--listen", "127.0.0.1:0", "--db", str(db),
                "--progress-interval", "0.5", "--json", *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # stderr goes to a file: one reader only (communicate() would compete with a pipe reader)
+        self._err_path = Path(db).with_name(Path(db).name + ".stderr")
+        self._err = open(self._err_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err,
                                      env={**os.environ, **(env or {})})
-        self.lines: list[str] = []
-        self._ready = threading.Event()
         self.url = ""
         self.port = 0
-        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
-        self._reader.start()
-        if not self._ready.wait(START_TIMEOUT) or not self.url:
-            self.proc.kill()
-            self.proc.wait(10)
-            raise AssertionError("fabric collect did not start:\n" + self.stderr)
-
-    def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            line = raw.decode("utf-8", "replace")
-            self.lines.append(line)
-            m = _LISTENING.search(line)
-            if m and not self.url:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            m = _LISTENING.search(self.stderr)
+            if m:
                 self.url, self.port = m.group(1), int(m.group(2))
-                self._ready.set()
-        self._ready.set()
+                return
+            time.sleep(0.05)
+        self.kill()
+        raise AssertionError("fabric collect did not start:\n" + self.stderr)
 
     @property
     def stderr(self) -> str:
-        return "".join(self.lines)
+        return self._err_path.read_text(encoding="utf-8", errors="replace")
 
     @property
     def traces_url(self) -> str:
@@ -66,14 +58,14 @@ class CollectProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         out, _ = self.proc.communicate(timeout=STOP_TIMEOUT)
-        self._reader.join(10)
+        self._err.close()
         return self.proc.returncode, out.decode()
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(STOP_TIMEOUT)
-        self._reader.join(10)
+        self._err.close()
 
 
 def post(port: int, body: bytes, content_type: str = "application/x-protobuf", *, gzipped: bool = False,

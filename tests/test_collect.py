@@ -186,7 +186,7 @@ def test_malformed_and_refused_requests(tmp_path: Path) -> None:
     assert rows[0][0].startswith("request 1") and "span id" in rows[0][1]
     assert sum("HTTP 400" in r for _, r in rows) == 4  # refused bodies are kept for diagnosis
     assert not list(tmp_path.glob("**/passwd"))
-    assert "refused (400): invalid JSON" in collector.stderr
+    assert "refused (400): invalid JSON" in collector.stderr, collector.stderr[-3000:]
 
 
 def test_bearer_token(tmp_path: Path) -> None:
