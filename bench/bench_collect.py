@@ -47,7 +47,7 @@ def generate(n_spans: int) -> tuple[list[bytes], list[bytes]]:
     from fabric_trace.fixtures_gen import Scenario
     from fabric_trace.fixtures_gen.writers import encode_request_json, encode_request_proto, iter_requests
 
-    scenario = Scenario(traces=max(1, n_spans // 50), seed=42)
+    scenario = Scenario(traces=max(1, n_spans // 20), seed=42)  # ~28 spans per trace: more than enough
     proto: list[bytes] = []
     js: list[bytes] = []
     total = 0
