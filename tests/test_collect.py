@@ -339,19 +339,29 @@ def test_listen_address_checks() -> None:
     assert res.exit_code == 69 and "cannot listen" in res.output
 
 
-def test_healthz_and_methods(tmp_path: Path) -> None:
+def test_healthz_methods_and_idle_keepalive_at_stop(tmp_path: Path) -> None:
+    """GET /healthz answers; other methods and paths are refused; an idle keep-alive
+    connection does not hold up a stop (it is closed, not waited for)."""
     import http.client
 
     collector = CollectProcess(tmp_path / "h.duckdb")
+    idle = http.client.HTTPConnection("127.0.0.1", collector.port, timeout=30)
     try:
-        for method, path, want in (("GET", "/healthz", 200), ("GET", "/v1/traces", 405), ("GET", "/etc/passwd", 404)):
+        for method, path, want in (("GET", "/healthz", 200), ("GET", "/v1/traces", 405),
+                                   ("GET", "/etc/passwd", 404), ("DELETE", "/v1/traces", 405)):
             conn = http.client.HTTPConnection("127.0.0.1", collector.port, timeout=30)
             conn.request(method, path)
             resp = conn.getresponse()
             assert resp.status == want
             resp.read()
             conn.close()
+        idle.request("POST", "/v1/traces", body=_request(7, 3), headers={"Content-Type": PB})
+        resp = idle.getresponse()
+        assert resp.status == 200 and resp.getheader("Connection") != "close"
+        resp.read()  # the connection stays open, idle
+        t0 = time.monotonic()
     finally:
-        code, _ = collector.stop()
-    assert code == 0
-    time.sleep(0)
+        code, out = collector.stop()
+    assert code == 0 and json.loads(out)["spans_ingested"] == 3
+    assert time.monotonic() - t0 < 20  # the 30 s idle timeout was not waited for
+    idle.close()
