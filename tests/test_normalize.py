@@ -10,7 +10,7 @@ from fabric_trace.config import Config
 from fabric_trace.errors import ConfigError
 from fabric_trace.ingest.batch import SpanBatch
 from fabric_trace.ingest.normalize import PROVIDER_RENAMES, RESOURCE_KEYS, SPAN_KEYS, compile_projection
-from fabric_trace.ingest.roles import DEFAULT_RULES, ROLES, rules_from_config
+from fabric_trace.ingest.roles import DEFAULT_RULES, ROLES, TIERS, rules_from_config
 from fabric_trace.ingest.writer import StoreWriter
 from fabric_trace.store import db as store
 
@@ -25,8 +25,15 @@ def test_every_key_and_role_is_documented() -> None:
         assert f"`{old}`" in DOC and f"`{new}`" in DOC
     for role in ROLES:
         assert f"`{role}`" in DOC
-    for rule in DEFAULT_RULES:
-        assert (rule.attr or rule.name_glob or rule.kinds[0]) in DOC
+    for i, rule in enumerate(DEFAULT_RULES, 1):
+        assert f"| {i} | {rule.tier} | {rule.role} | `{rule.evidence}` |" in DOC, (i, rule)
+
+
+def test_rules_are_ordered_by_tier() -> None:
+    """Every domain rule before every framework rule before every name rule."""
+    ranks = [TIERS.index(r.tier) for r in DEFAULT_RULES]
+    assert ranks == sorted(ranks)
+    assert {r.tier for r in DEFAULT_RULES} == {"domain", "framework", "name"}
 
 
 def _store_one(tmp_path, attrs, *, name="op", kind="INTERNAL", resource=None, projection=None):

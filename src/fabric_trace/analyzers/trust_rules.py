@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import duckdb
 
+from fabric_trace.ingest.roles import OUTPUT_KEYS, POLICY_ALLOW_FLAGS, POLICY_DECISION_KEYS, POLICY_DENY_FLAGS
+
 #: Finding kinds and their severity rule (documented in docs/trust.md).
 SEVERITY: dict[str, str] = {
     "unguarded_tool_call": "high if the tool is privileged, else medium",
@@ -25,20 +27,20 @@ SEVERITY: dict[str, str] = {
     "plaintext_crossing": "high to or from a non-internal zone (external, provider, user), else low",
 }
 
-#: String attributes holding a policy decision (first present wins).
-DECISION_KEYS: tuple[str, ...] = (
-    "policy.decision", "guardrail.decision", "authz.decision", "gen_ai.security.decision.type",
-    "gen_ai.guardrail.decision", "gen_ai.guardrail.status", "ai_guard.action", "opa.decision",
-    "policy.result", "guardrail.result", "authz.result", "moderation.decision", "guardrail.action",
-    "policy.action", "decision",
-)
+#: String attributes holding a policy decision (first present wins): the keys that make a span
+#: a policy check (ingest/roles.py), then generic keys read only on spans that already are one.
+DECISION_KEYS: tuple[str, ...] = POLICY_DECISION_KEYS + ("decision",)
 #: Boolean attributes that mean "denied" when true.
-DENY_FLAGS: tuple[str, ...] = (
-    "ai_guard.blocked", "gen_ai.guardrail.tripwire_triggered", "guardrail.blocked", "guardrail.triggered",
-    "moderation.flagged", "policy.denied", "blocked",
-)
+DENY_FLAGS: tuple[str, ...] = POLICY_DENY_FLAGS + ("blocked",)
 #: Boolean attributes that mean "allowed" when true.
-ALLOW_FLAGS: tuple[str, ...] = ("policy.allowed", "authz.allowed", "guardrail.passed", "allowed", "allow")
+ALLOW_FLAGS: tuple[str, ...] = POLICY_ALLOW_FLAGS + ("allowed", "allow")
+#: Top-level fields of a policy step's recorded output (OpenLLMetry ``traceloop.entity.output``,
+#: OpenInference ``output.value``) read when no attribute holds the decision: a decision string,
+#: then deny flags, then allow flags (the OpenAI Agents SDK's guardrail output has
+#: ``tripwire_triggered``).
+OUTPUT_DECISION: tuple[str, ...] = ("decision",)
+OUTPUT_DENY: tuple[str, ...] = ("tripwire_triggered", "blocked")
+OUTPUT_ALLOW: tuple[str, ...] = ("allowed", "allow")
 
 ALLOW_VALUES = ("allow", "allowed", "permit", "permitted", "pass", "passed", "approve", "approved", "accept",
                 "accepted", "ok", "true", "yes", "success", "granted", "redact", "redacted", "modify",
@@ -60,16 +62,25 @@ TOOL_SQL = (f"(s.role = 'tool' OR (s.tool_name IS NOT NULL AND s.role IN ({_quot
 
 
 _DECISION_PATHS = "[" + ", ".join(f"'$.\"{k}\"'" for k in DECISION_KEYS + DENY_FLAGS + ALLOW_FLAGS) + "]"
+_OUTPUT_SQL = "coalesce(" + ", ".join(f"json_extract_string(s.attributes, '$.\"{k}\"')" for k in OUTPUT_KEYS) + ")"
+_FIELD_PATHS = "[" + ", ".join(f"'$.\"{k}\"'" for k in OUTPUT_DECISION + OUTPUT_DENY + OUTPUT_ALLOW) + "]"
 
 
-def _decision_sql(v: str) -> str:
+def _decision_sql(v: str, o: str) -> str:
     """SQL: the normalised decision (allow, deny, unknown) from ``v``, the list of
-    ``json_extract_string(attributes, _DECISION_PATHS)``."""
+    ``json_extract_string(attributes, _DECISION_PATHS)``, else from ``o``, the list of
+    ``json_extract_string(output, _FIELD_PATHS)`` of the step's recorded output."""
     n1, n2 = len(DECISION_KEYS), len(DECISION_KEYS) + len(DENY_FLAGS)
     n3 = n2 + len(ALLOW_FLAGS)
-    raw = "coalesce(" + ", ".join(f"{v}[{i}]" for i in range(1, n1 + 1)) + ")"
-    deny = "coalesce(" + ", ".join(f"{v}[{i}]" for i in range(n1 + 1, n2 + 1)) + ")"
-    allow = "coalesce(" + ", ".join(f"{v}[{i}]" for i in range(n2 + 1, n3 + 1)) + ")"
+    m1, m2 = len(OUTPUT_DECISION), len(OUTPUT_DECISION) + len(OUTPUT_DENY)
+    m3 = m2 + len(OUTPUT_ALLOW)
+
+    def first(x: str, lo: int, hi: int) -> str:
+        return "coalesce(" + ", ".join(f"{x}[{i}]" for i in range(lo, hi + 1)) + ")"
+
+    raw = f"coalesce({first(v, 1, n1)}, {first(o, 1, m1)})"
+    deny = f"coalesce({first(v, n1 + 1, n2)}, {first(o, m1 + 1, m2)})"
+    allow = f"coalesce({first(v, n2 + 1, n3)}, {first(o, m2 + 1, m3)})"
     return f"""CASE WHEN lower(trim({raw})) IN ({_quoted(ALLOW_VALUES)}) THEN 'allow'
                     WHEN lower(trim({raw})) IN ({_quoted(DENY_VALUES)}) THEN 'deny'
                     WHEN {raw} IS NOT NULL THEN 'unknown'
@@ -106,10 +117,13 @@ WHERE a.pos IS NULL OR NOT (
       OR ((t.tool_call_id IS NULL OR a.tool_call_id IS NULL) AND t.tool_name IS NOT DISTINCT FROM a.tool_name));
 
 CREATE OR REPLACE TEMP TABLE _trust_pol AS
-SELECT p.pos, p.trace_no, d.span_id, d.pid, d.pname, {_decision_sql('d.v')} AS decision, p.enter
-FROM (SELECT s.rowid AS srow, s.span_id, s.tool_call_id AS pid, s.tool_name AS pname,
-             json_extract_string(s.attributes, {_DECISION_PATHS}) AS v
-      FROM span_store s WHERE s.role = 'policy') d
+SELECT p.pos, p.trace_no, d.span_id, d.pid, d.pname, {_decision_sql('d.v', 'd.o')} AS decision, p.enter
+FROM (SELECT e.*, CASE WHEN json_valid(e.out) AND json_type(e.out) = 'OBJECT'
+                       THEN json_extract_string(e.out, {_FIELD_PATHS}) END AS o
+      FROM (SELECT s.rowid AS srow, s.span_id, s.tool_call_id AS pid, s.tool_name AS pname,
+                   json_extract_string(s.attributes, {_DECISION_PATHS}) AS v,
+                   {_OUTPUT_SQL} AS out
+            FROM span_store s WHERE s.role = 'policy') e) d
 JOIN _trust_pos p ON p.srow = d.srow;
 
 -- The latest decision before each tool that concerns it: same call id; else (a call id missing

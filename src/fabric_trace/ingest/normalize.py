@@ -69,10 +69,25 @@ SPAN_KEYS: dict[str, tuple[str, ...]] = {
     "url": ("url.full", "http.url", "gen_ai.openai.api_base", "url"),
     "url_scheme_attr": ("url.scheme", "http.scheme"),
     "peer_ip": ("network.peer.address", "net.sock.peer.addr", "net.peer.ip"),
-    "user_id": ("enduser.id", "user.id", "langfuse.user.id", "enduser.pseudo.id"),
-    "session_id": ("gen_ai.conversation.id", "session.id", "langfuse.session.id"),
-    "tool_name": ("gen_ai.tool.name", "tool.name", "tool_call.function.name"),
-    "tool_call_id": ("gen_ai.tool.call.id", "tool_call.id"),
+    "user_id": (
+        "enduser.id",
+        "user.id",
+        "langfuse.user.id",
+        "traceloop.association.properties.user_id",
+        "ai.telemetry.metadata.userId",
+        "enduser.pseudo.id",
+    ),
+    "session_id": (
+        "gen_ai.conversation.id",
+        "session.id",
+        "langfuse.session.id",
+        "traceloop.association.properties.session_id",
+        "traceloop.association.properties.conversation_id",
+        "traceloop.association.properties.thread_id",
+        "ai.telemetry.metadata.sessionId",
+    ),
+    "tool_name": ("gen_ai.tool.name", "tool.name", "tool_call.function.name", "ai.toolCall.name"),
+    "tool_call_id": ("gen_ai.tool.call.id", "tool_call.id", "ai.toolCall.id"),
     "agent_name": ("gen_ai.agent.name", "agent.name"),
     "workflow_name": ("gen_ai.workflow.name", "traceloop.workflow.name"),
     "db_system": ("db.system.name", "db.system"),
@@ -122,7 +137,9 @@ class Projection:
     when absent), ``l{i}`` (``lower(a{i})``, only for the attributes in ``lowered``),
     ``r1..rM`` (the resource attributes ``resource_keys``), the intermediate
     columns of ``intermediates`` (evaluated once per span, in a projection below the
-    columns), ``_n`` (the lowercased span name) and ``kind``.
+    columns), ``_n`` (the lowercased span name) and ``kind``. Each dict of ``late`` is a
+    further projection layer over the one before; names starting with ``_`` are
+    helpers, and ``stored`` lists the stored columns in ``span_store`` order.
     """
 
     span_keys: tuple[str, ...]
@@ -130,6 +147,8 @@ class Projection:
     lowered: tuple[int, ...]
     intermediates: dict[str, str]
     columns: dict[str, str]
+    late: tuple[dict[str, str], ...] = ()
+    stored: tuple[str, ...] = ()
 
     @property
     def span_paths(self) -> tuple[str, ...]:
@@ -220,13 +239,14 @@ def compile_projection(rules: tuple[RoleRule, ...] = DEFAULT_RULES) -> Projectio
     )
     url_scheme = "nullif(lower(regexp_extract(_url, '^([A-Za-z][A-Za-z0-9+.-]*)://', 1)), '')"
 
+    role_first, role_second, role_third = role_stages(rules, a, low)
     columns: dict[str, str] = {
         "service_name": f"coalesce({rfirst(RESOURCE_KEYS['service_name'])}, 'unknown_service')",
         "service_namespace": rfirst(RESOURCE_KEYS["service_namespace"]),
         "region": f"coalesce({rfirst(RESOURCE_KEYS['region'])}, {first(SPAN_KEYS['span_region'])})",
         "zone": f"coalesce({rfirst(RESOURCE_KEYS['zone'])}, {first(SPAN_KEYS['span_zone'])})",
         "host": rfirst(RESOURCE_KEYS["host"]),
-        "role": _role_case(rules, a, low),
+        "_ri": role_first["_ri"],
         "operation": first(SPAN_KEYS["operation"]),
         "model": first(SPAN_KEYS["model"]),
         "provider": f"CASE {provider_l} {renames} ELSE {provider_l} END",
@@ -241,9 +261,12 @@ def compile_projection(rules: tuple[RoleRule, ...] = DEFAULT_RULES) -> Projectio
                        f"ELSE coalesce({url_scheme}, lower({first(SPAN_KEYS['url_scheme_attr'])})) END"),
         "user_id": f"coalesce({first(SPAN_KEYS['user_id'])}, {rfirst(RESOURCE_KEYS['res_user_id'])})",
         "session_id": first(SPAN_KEYS["session_id"]),
-        "tool_name": first(SPAN_KEYS["tool_name"]),
+        # OpenLLMetry names its tools (and agents) only by entity name
+        "tool_name": (f"coalesce({first(SPAN_KEYS['tool_name'])}, CASE WHEN {low('traceloop.span.kind')} = 'tool' "
+                      f"THEN {a('traceloop.entity.name')} END)"),
         "tool_call_id": first(SPAN_KEYS["tool_call_id"]),
-        "agent_name": first(SPAN_KEYS["agent_name"]),
+        "agent_name": (f"coalesce({first(SPAN_KEYS['agent_name'])}, CASE WHEN {low('traceloop.span.kind')} = 'agent' "
+                       f"THEN {a('traceloop.entity.name')} END)"),
         "workflow_name": first(SPAN_KEYS["workflow_name"]),
         "db_system": f"lower({first(SPAN_KEYS['db_system'])})",
     }
@@ -253,23 +276,63 @@ def compile_projection(rules: tuple[RoleRule, ...] = DEFAULT_RULES) -> Projectio
         lowered=tuple(sorted(lowered)),
         intermediates=intermediates,
         columns=columns,
+        late=(role_second, role_third),
+        stored=STORED_COLUMNS,
     )
+
+
+#: The normalized columns of ``span_store``, in its column order (store/schema.sql).
+STORED_COLUMNS: tuple[str, ...] = (
+    "service_name", "service_namespace", "region", "zone", "host", "role", "operation", "model", "provider",
+    "input_tokens", "output_tokens", "cached_input_tokens", "peer", "url_scheme", "user_id", "session_id",
+    "tool_name", "tool_call_id", "agent_name", "workflow_name", "db_system", "role_source", "role_evidence",
+    "role_rival", "role_rival_source", "role_rival_evidence",
+)
 
 
 def _glob_sql(lowered_expr: str, pattern: str) -> str:
     return f"{lowered_expr} GLOB {_sql_str(pattern.lower())}"
 
 
-def _role_case(rules: tuple[RoleRule, ...], a: Callable[[str], str], low: Callable[[str], str]) -> str:
-    """The role as one CASE: first matching rule wins, else ``internal``.
+def _rule_cond(rule: RoleRule, a: Callable[[str], str], low: Callable[[str], str]) -> str:
+    """SQL: every condition of ``rule`` holds."""
+    conds: list[str] = []
+    if rule.attr:
+        if rule.equals:
+            vals = ", ".join(_sql_str(v.lower()) for v in rule.equals)
+            conds.append(f"{low(rule.attr)} IN ({vals})")
+        elif rule.glob:
+            conds.append(_glob_sql(low(rule.attr), rule.glob))
+        elif rule.json_fields:
+            # a cheap substring test first: only a value naming a field is parsed
+            v = a(rule.attr)
+            named = " OR ".join(f"contains({v}, {_sql_str(json.dumps(f))})" for f in rule.json_fields)
+            paths = " OR ".join(f"json_exists({v}, {_sql_str(_path(f))})" for f in rule.json_fields)
+            # (CASE, not AND: DuckDB evaluates both sides of AND, and json_exists fails on non-JSON)
+            conds.append(f"coalesce(CASE WHEN ({named}) AND json_valid({v}) THEN json_type({v}) = 'OBJECT' "
+                         f"AND ({paths}) END, false)")
+        else:
+            conds.append(f"{a(rule.attr)} IS NOT NULL")
+    if rule.name_glob:
+        conds.append(_glob_sql("_n", rule.name_glob))
+    if rule.kinds:
+        conds.append("kind IN (" + ", ".join(_sql_str(k) for k in rule.kinds) + ")")
+    return " AND ".join(conds)
+
+
+def _rule_index(rules: tuple[RoleRule, ...], a: Callable[[str], str], low: Callable[[str], str],
+                other_than: str | None = None) -> str:
+    """SQL: the 1-based index of the first rule that matches (0 if none).
+
+    With ``other_than`` (a SQL expression giving a role), only rules giving another
+    role count: the strongest evidence against that role.
 
     A run of consecutive rules that each compare the same attribute with values
     (``attr`` + ``equals`` only) becomes one WHEN (value in any of them) with an inner
-    CASE giving the role of the first rule listing the value: the same result, but a
-    span without that attribute skips the whole run with one test. Consecutive other
-    rules with the same role share one WHEN (their conditions OR-ed).
+    CASE giving the first rule listing the value: the same result, but a span without
+    that attribute skips the whole run with one test.
     """
-    whens: list[tuple[str, str, bool]] = []  # condition, role (or inner CASE), is-a-run
+    whens: list[str] = []
     i = 0
     while i < len(rules):
         rule = rules[i]
@@ -278,37 +341,58 @@ def _role_case(rules: tuple[RoleRule, ...], a: Callable[[str], str], low: Callab
             while i + len(run) < len(rules) and _equals_only(rules[i + len(run)]) \
                     and rules[i + len(run)].attr == rule.attr:
                 run.append(rules[i + len(run)])
-        i += len(run)
         if len(run) > 1:
             ref = low(rule.attr)  # type: ignore[arg-type]
-            first_role: dict[str, str] = {}
-            for r in run:
+            first: dict[str, int] = {}
+            for k, r in enumerate(run):
                 for v in r.equals:
-                    first_role.setdefault(v.lower(), r.role)
-            vals = ", ".join(_sql_str(v) for v in first_role)
-            inner = " ".join(f"WHEN {_sql_str(v)} THEN {_sql_str(role)}" for v, role in first_role.items())
-            whens.append((f"{ref} IN ({vals})", f"(CASE {ref} {inner} END)", True))
-            continue
-        conds: list[str] = []
-        if rule.attr:
-            if rule.equals:
-                vals = ", ".join(_sql_str(v.lower()) for v in rule.equals)
-                conds.append(f"{low(rule.attr)} IN ({vals})")
-            elif rule.glob:
-                conds.append(_glob_sql(low(rule.attr), rule.glob))
-            else:
-                conds.append(f"{a(rule.attr)} IS NOT NULL")
-        if rule.name_glob:
-            conds.append(_glob_sql("_n", rule.name_glob))
-        if rule.kinds:
-            conds.append("kind IN (" + ", ".join(_sql_str(k) for k in rule.kinds) + ")")
-        cond = " AND ".join(conds)
-        if whens and whens[-1][1] == rule.role and not whens[-1][2]:
-            whens[-1] = (f"{whens[-1][0]} OR ({cond})", rule.role, False)  # same role as the rule before
+                    first.setdefault(v.lower(), i + k + 1)
+            if other_than is not None:
+                inner_role = " ".join(f"WHEN {_sql_str(v)} THEN {_sql_str(rules[n - 1].role)}"
+                                      for v, n in first.items())
+            vals = ", ".join(_sql_str(v) for v in first)
+            inner = " ".join(f"WHEN {_sql_str(v)} THEN {n}" for v, n in first.items())
+            cond = f"{ref} IN ({vals})"
+            if other_than is not None:
+                cond += f" AND (CASE {ref} {inner_role} END) <> {other_than}"
+            whens.append(f"WHEN {cond} THEN (CASE {ref} {inner} END)")
         else:
-            whens.append((f"({cond})", rule.role, False))
-    return "CASE " + " ".join(f"WHEN {c} THEN {r if grouped else _sql_str(r)}" for c, r, grouped in whens) \
-        + " ELSE 'internal' END"
+            cond = _rule_cond(rule, a, low)
+            if other_than is not None:
+                cond = f"({cond}) AND {_sql_str(rule.role)} <> {other_than}"
+            whens.append(f"WHEN {cond} THEN {i + 1}")
+        i += len(run)
+    return "CASE " + " ".join(whens) + " ELSE 0 END"
+
+
+def role_stages(rules: tuple[RoleRule, ...], a: Callable[[str], str],
+                low: Callable[[str], str]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """The role columns in three projection layers (each layer reads the one before).
+
+    ``_ri`` is the rule that gave the role and ``_rv`` the strongest rule giving another
+    role (0: none); the other columns are read from the rule tables by index. Separate
+    layers keep each rule CASE evaluated once per span (an alias used in the same
+    SELECT would be expanded into every use).
+    """
+    def pick(values: list[str]) -> str:
+        return "[" + ", ".join(_sql_str(v) for v in values) + "]"
+
+    roles = pick([r.role for r in rules])
+    tiers = pick([r.tier for r in rules])
+    evidence = pick([r.evidence for r in rules])
+    first = {"_ri": _rule_index(rules, a, low)}
+    second = {
+        "role": f"coalesce({roles}[_ri], 'internal')",
+        "role_source": f"coalesce({tiers}[_ri], 'none')",
+        "role_evidence": f"{evidence}[_ri]",
+        "_rv": _rule_index(rules, a, low, other_than=f"coalesce({roles}[_ri], 'internal')"),
+    }
+    third = {
+        "role_rival": f"{roles}[_rv]",
+        "role_rival_source": f"{tiers}[_rv]",
+        "role_rival_evidence": f"{evidence}[_rv]",
+    }
+    return first, second, third
 
 
 def _equals_only(rule: RoleRule) -> bool:

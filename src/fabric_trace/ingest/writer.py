@@ -211,10 +211,7 @@ class StoreWriter:
         r_names = "".join(f", r.r{i}" for i in range(1, len(p.resource_keys) + 1))
 
         def insert_from(source: str, returning: bool) -> str:
-            return f"""
-        INSERT INTO span_store
-        SELECT {_RAW_COLS}, ? AS file_id, content_hash, {", ".join(p.columns)}
-        FROM (
+            inner = f"""
             SELECT s3.*, {norm} FROM (
                 SELECT s2.*{"".join(", " + x for x in low)} FROM (
                     SELECT s1.*{"".join(", " + x for x in a_sel)} FROM (
@@ -222,8 +219,14 @@ class StoreWriter:
                         FROM {source} c0 LEFT JOIN res_x r USING (resource_id)
                     ) s1
                 ) s2
-            ) s3
-        )
+            ) s3"""
+            for k, layer in enumerate(p.late):
+                cols = ", ".join(f"{expr} AS {col}" for col, expr in layer.items())
+                inner = f"SELECT t{k}.*, {cols} FROM ({inner}) t{k}"
+            return f"""
+        INSERT INTO span_store
+        SELECT {_RAW_COLS}, ? AS file_id, content_hash, {", ".join(p.stored)}
+        FROM ({inner})
         """ + ("ON CONFLICT DO NOTHING RETURNING trace_id, span_id" if returning else "")
 
         self._insert_fast_sql = insert_from(canon, returning=False)

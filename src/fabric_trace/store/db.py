@@ -19,7 +19,7 @@ import duckdb
 from fabric_trace.errors import DatabaseBusy, DatabaseError, SchemaError
 
 #: Version of the store's tables and views; bump on incompatible change.
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 DEFAULT_DB = "fabric.duckdb"
 DEFAULT_LOCK_TIMEOUT = 10.0

@@ -87,6 +87,12 @@ CREATE TABLE IF NOT EXISTS span_store (
     agent_name                VARCHAR,
     workflow_name             VARCHAR,
     db_system                 VARCHAR,
+    -- role evidence (docs/normalization.md, "Roles")
+    role_source               VARCHAR NOT NULL,
+    role_evidence             VARCHAR,
+    role_rival                VARCHAR,
+    role_rival_source         VARCHAR,
+    role_rival_evidence       VARCHAR,
     PRIMARY KEY (trace_id, span_id)
 );
 

@@ -11,6 +11,7 @@ SELECT
     s.input_tokens, s.output_tokens, s.cached_input_tokens,
     s.peer, s.url_scheme, s.user_id, s.session_id,
     s.tool_name, s.tool_call_id, s.agent_name, s.workflow_name, s.db_system,
+    s.role_source, s.role_evidence,
     s.attributes, r.attributes AS resource_attributes,
     sc.name AS scope_name, sc.version AS scope_version, sc.attributes AS scope_attributes,
     s.events, s.links, s.trace_state, s.flags,
@@ -19,6 +20,15 @@ SELECT
 FROM span_store s
 LEFT JOIN resources r USING (resource_id)
 LEFT JOIN scopes sc USING (scope_id);
+
+-- Spans with evidence for two roles: the role fabric gave and the strongest evidence for another.
+CREATE OR REPLACE VIEW role_conflicts AS
+SELECT
+    s.trace_id, s.span_id, s.name, s.service_name,
+    s.role, s.role_source, s.role_evidence,
+    s.role_rival AS rival_role, s.role_rival_source AS rival_source, s.role_rival_evidence AS rival_evidence
+FROM span_store s
+WHERE s.role_rival IS NOT NULL;
 
 CREATE OR REPLACE VIEW span_events AS
 SELECT
