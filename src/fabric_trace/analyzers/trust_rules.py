@@ -41,6 +41,9 @@ ALLOW_FLAGS: tuple[str, ...] = POLICY_ALLOW_FLAGS + ("allowed", "allow")
 OUTPUT_DECISION: tuple[str, ...] = ("decision",)
 OUTPUT_DENY: tuple[str, ...] = ("tripwire_triggered", "blocked")
 OUTPUT_ALLOW: tuple[str, ...] = ("allowed", "allow")
+#: Fields of that output naming what the decision concerns (when the span's own attributes do not).
+OUTPUT_CALL_ID: tuple[str, ...] = ("tool_call_id",)
+OUTPUT_TOOL: tuple[str, ...] = ("tool_name", "tool")
 
 ALLOW_VALUES = ("allow", "allowed", "permit", "permitted", "pass", "passed", "approve", "approved", "accept",
                 "accepted", "ok", "true", "yes", "success", "granted", "redact", "redacted", "modify",
@@ -63,7 +66,9 @@ TOOL_SQL = (f"(s.role = 'tool' OR (s.tool_name IS NOT NULL AND s.role IN ({_quot
 
 _DECISION_PATHS = "[" + ", ".join(f"'$.\"{k}\"'" for k in DECISION_KEYS + DENY_FLAGS + ALLOW_FLAGS) + "]"
 _OUTPUT_SQL = "coalesce(" + ", ".join(f"json_extract_string(s.attributes, '$.\"{k}\"')" for k in OUTPUT_KEYS) + ")"
-_FIELD_PATHS = "[" + ", ".join(f"'$.\"{k}\"'" for k in OUTPUT_DECISION + OUTPUT_DENY + OUTPUT_ALLOW) + "]"
+_OUTPUT_FIELDS = OUTPUT_DECISION + OUTPUT_DENY + OUTPUT_ALLOW + OUTPUT_CALL_ID + OUTPUT_TOOL
+_FIELD_PATHS = "[" + ", ".join(f"'$.\"{k}\"'" for k in _OUTPUT_FIELDS) + "]"
+_N_DECISION_FIELDS = len(OUTPUT_DECISION + OUTPUT_DENY + OUTPUT_ALLOW)
 
 
 def _decision_sql(v: str, o: str) -> str:
@@ -117,7 +122,10 @@ WHERE a.pos IS NULL OR NOT (
       OR ((t.tool_call_id IS NULL OR a.tool_call_id IS NULL) AND t.tool_name IS NOT DISTINCT FROM a.tool_name));
 
 CREATE OR REPLACE TEMP TABLE _trust_pol AS
-SELECT p.pos, p.trace_no, d.span_id, d.pid, d.pname, {_decision_sql('d.v', 'd.o')} AS decision, p.enter
+SELECT p.pos, p.trace_no, d.span_id,
+       coalesce(d.pid, d.o[{_N_DECISION_FIELDS + 1}]) AS pid,
+       coalesce(d.pname, {", ".join(f"d.o[{_N_DECISION_FIELDS + 1 + len(OUTPUT_CALL_ID) + i}]" for i in range(len(OUTPUT_TOOL)))}) AS pname,
+       {_decision_sql('d.v', 'd.o')} AS decision, p.enter
 FROM (SELECT e.*, CASE WHEN json_valid(e.out) AND json_type(e.out) = 'OBJECT'
                        THEN json_extract_string(e.out, {_FIELD_PATHS}) END AS o
       FROM (SELECT s.rowid AS srow, s.span_id, s.tool_call_id AS pid, s.tool_name AS pname,

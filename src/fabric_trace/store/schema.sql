@@ -88,7 +88,7 @@ CREATE TABLE IF NOT EXISTS span_store (
     workflow_name             VARCHAR,
     db_system                 VARCHAR,
     -- role evidence (docs/normalization.md, "Roles")
-    role_source               VARCHAR NOT NULL,
+    role_source               VARCHAR,
     role_evidence             VARCHAR,
     role_rival                VARCHAR,
     role_rival_source         VARCHAR,
