@@ -74,3 +74,19 @@ def test_parallel_tool_calls_each_need_a_decision(tmp_path: Path) -> None:
     # without any check, each parallel call is its own finding
     f = findings(tmp_path / "none", wf(), tool(4, 1, 6, 30, "lookup_order"), tool(5, 1, 6, 25, "refund_order"))
     assert f.get("unguarded_tool_call") == {sid(4), sid(5)}
+
+
+def test_one_tool_call_described_by_framework_sdk_and_http_spans_counts_once(tmp_path: Path) -> None:
+    # OpenLLMetry @tool span > GenAI execute_tool span (with the call id) > the HTTP call it makes
+    # (an MCP-style client span naming the tool): one execution, so one finding
+    spans = [
+        wf(),
+        tool(2, 1, 5, 40, "refund_order"),
+        S(sid(3), sid(2), "execute_tool refund_order", APP, 6, 39, attrs={
+            "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "refund_order",
+            "gen_ai.tool.call.id": "call_9"}),
+        S(sid(4), sid(3), "POST", APP, 7, 38, "CLIENT", {
+            "http.request.method": "POST", "url.full": "https://tools.internal/refund", "gen_ai.tool.name": "refund_order"}),
+    ]
+    f = findings(tmp_path, *spans)
+    assert f.get("unguarded_tool_call") == {sid(2)}
