@@ -147,9 +147,22 @@ def test_missing_input_exits_66(tmp_path: Path) -> None:
 
 def test_corrupt_database_exits_74(tmp_path: Path, samples: Path) -> None:
     db = tmp_path / "bad.duckdb"
-    db.write_bytes(b"garbage" * 1000)
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE t AS SELECT range AS i FROM range(1000)")
+    con.close()
+    data = bytearray(db.read_bytes())
+    data[4096:] = (b"garbage" * len(data))[: len(data) - 4096]  # a DuckDB header, damaged blocks
+    db.write_bytes(bytes(data))
     code, _, err = ingest(str(db), str(samples / "generated" / "otel.otlp.jsonl"))
     assert code == ExitCode.DB_ERROR and "Traceback" not in err
+    assert db.read_bytes() == bytes(data)  # never touched
+
+
+def test_garbage_database_is_refused_as_not_duckdb(tmp_path: Path, samples: Path) -> None:
+    db = tmp_path / "bad.duckdb"
+    db.write_bytes(b"garbage" * 1000)
+    code, _, err = ingest(str(db), str(samples / "generated" / "otel.otlp.jsonl"))
+    assert code == ExitCode.USAGE and "not a DuckDB database" in err and "Traceback" not in err
     assert db.read_bytes() == b"garbage" * 1000  # never touched
 
 

@@ -10,7 +10,7 @@ import time
 import duckdb
 import pytest
 
-from fabric_trace.errors import DatabaseBusy, DatabaseError, SchemaError, UsageError
+from fabric_trace.errors import DatabaseBusy, DatabaseError, NotADatabase, SchemaError, UsageError
 from fabric_trace.query import run_read_only
 from fabric_trace.store import db as store
 
@@ -40,11 +40,12 @@ def test_foreign_duckdb_file_is_refused(db_path: str) -> None:
         store.connect(db_path)
 
 
-def test_garbage_file_is_a_database_error(tmp_path) -> None:
+def test_garbage_file_is_refused_and_left_untouched(tmp_path) -> None:
     p = tmp_path / "junk.duckdb"
     p.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(DatabaseError):
+    with pytest.raises(NotADatabase, match="not a DuckDB database"):
         store.connect(str(p))
+    assert p.read_bytes() == b"this is not a database" * 100
 
 
 def test_read_only_missing_db(tmp_path) -> None:

@@ -10,6 +10,7 @@ import duckdb
 from fabric_trace.errors import UsageError
 from fabric_trace.filters import ReportFilter
 from fabric_trace.render.report import Column, Report, Table
+from fabric_trace.render.sanitize import safe_text
 
 
 def _iso(ns: int | None) -> str | None:
@@ -18,6 +19,11 @@ def _iso(ns: int | None) -> str | None:
     return datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + (
         f".{(ns % 1_000_000_000) // 1_000_000:03d}Z"
     )
+
+
+def _table_time(iso: str | None) -> str | None:
+    """``2026-01-01T00:02:20.775Z`` -> ``2026-01-01 00:02:20`` (the table; JSON keeps milliseconds)."""
+    return None if iso is None else iso[:19].replace("T", " ")
 
 
 def list_traces(con: duckdb.DuckDBPyConnection, flt: ReportFilter, limit: int = 20) -> Report:
@@ -42,23 +48,53 @@ def list_traces(con: duckdb.DuckDBPyConnection, flt: ReportFilter, limit: int = 
             "errors": d["error_count"], "services": list(d["services"] or []),
             "incomplete": d["incomplete"], "repaired": d["repaired"],
         })
-    table_rows = [{**r, "services": ", ".join(r["services"])} for r in rows]
+    # the table: labels, then numbers, then the rest (a narrow terminal drops from the right)
+    table_rows = [{**r, "services": ", ".join(r["services"]), "start": _table_time(r["start"])} for r in rows]
     return Report(
         title="Traces",
         tables=[Table("traces", "Recent traces", [
-            Column("trace_id", "Trace", "id"), Column("root_name", "Root"), Column("workflow", "Workflow"),
-            Column("start", "Start (UTC)"), Column("duration_ms", "Duration", "ms"),
-            Column("spans", "Spans", "int"), Column("errors", "Errors", "int"), Column("services", "Services"),
+            Column("trace_id", "Trace", "id"), Column("workflow", "Workflow"), Column("root_name", "Root"),
+            Column("duration_ms", "Duration", "ms"), Column("spans", "Spans", "int"), Column("errors", "Errors", "int"),
+            Column("start", "Start (UTC)"), Column("services", "Services"),
         ], table_rows)],
         data={"traces": rows},
     )
 
 
-def load_trace(con: duckdb.DuckDBPyConnection, trace_id: str) -> dict[str, Any]:
-    """One trace: its spans with self time and critical-path membership, and its repairs."""
+#: Candidates listed when a trace-id prefix is ambiguous.
+_CANDIDATES = 10
+
+
+def resolve_trace_id(con: duckdb.DuckDBPyConnection, trace_id: str) -> str:
+    """The one stored trace id equal to, or starting with, ``trace_id``.
+
+    Raises :class:`UsageError` when no trace matches, or when the prefix matches
+    several (the message lists up to ten candidates with their root span).
+    """
     tid = trace_id.strip().lower()
     if not tid:
         raise UsageError("empty trace id")
+    exact = con.execute("SELECT trace_id FROM traces WHERE trace_id = ?", [tid]).fetchone()
+    if exact:
+        return str(exact[0])
+    total, = con.execute("SELECT count(*) FROM traces WHERE starts_with(trace_id, ?)", [tid]).fetchone()
+    if total == 1:
+        return str(con.execute("SELECT trace_id FROM traces WHERE starts_with(trace_id, ?)", [tid]).fetchone()[0])
+    if total == 0:
+        raise UsageError(f"no trace {trace_id!r} in the database", hint="list traces with:", command=("trace", "ls"))
+    rows = con.execute(
+        "SELECT trace_id, root_name, workflow FROM traces WHERE starts_with(trace_id, ?) ORDER BY trace_id LIMIT ?",
+        [tid, _CANDIDATES]).fetchall()
+    lines = [f"  {r[0]}  {safe_text(r[1] or '', 60)}" + (f"  ({safe_text(r[2], 40)})" if r[2] else "") for r in rows]
+    if total > len(rows):
+        lines.append(f"  ... and {total - len(rows):,} more")
+    raise UsageError(f"trace id prefix {trace_id!r} is ambiguous: it matches {total:,} traces:\n" + "\n".join(lines),
+                     hint="give more characters of the trace id")
+
+
+def load_trace(con: duckdb.DuckDBPyConnection, trace_id: str) -> dict[str, Any]:
+    """One trace: its spans with self time and critical-path membership, and its repairs."""
+    tid = resolve_trace_id(con, trace_id)
     cur = con.execute(
         """
         SELECT s.span_id, s.parent_span_id, s.name, s.service_name, s.role, s.kind, s.start_ns, s.end_ns,
@@ -70,12 +106,6 @@ def load_trace(con: duckdb.DuckDBPyConnection, trace_id: str) -> dict[str, Any]:
     )
     cols = [d[0] for d in cur.description]
     spans = [dict(zip(cols, r)) for r in cur.fetchall()]
-    if not spans:
-        near = con.execute("SELECT trace_id FROM traces WHERE trace_id LIKE ? || '%' ORDER BY trace_id LIMIT 2",
-                           [tid]).fetchall()
-        if len(near) == 1:
-            return load_trace(con, near[0][0])
-        raise UsageError(f"no trace {trace_id!r} in the database", hint="list traces with: fabric trace ls")
     summary = con.execute("SELECT * FROM traces WHERE trace_id = ?", [tid]).fetchone()
     scols = [d[0] for d in con.description] if summary else []
     findings = con.execute(

@@ -30,14 +30,17 @@ class FabricError(Exception):
     """Base of every error fabric reports to a user.
 
     ``hint`` says what to do next; ``exit_code`` is the process exit code.
+    ``command`` is a fabric command line (the words after ``fabric``) that the
+    hint ends with; the CLI prints it paste-able, with the ``--db`` in use.
     """
 
     exit_code: ExitCode = ExitCode.DATA
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, command: tuple[str, ...] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.command = command
 
 
 class UsageError(FabricError):
@@ -76,6 +79,10 @@ class ListenError(FabricError):
     """``fabric collect`` cannot listen on the requested address."""
 
     exit_code = ExitCode.UNAVAILABLE
+
+
+class NotADatabase(UsageError):
+    """``--db`` names an existing file that is not a DuckDB database (left untouched)."""
 
 
 class OutputError(FabricError):

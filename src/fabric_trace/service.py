@@ -26,7 +26,13 @@ def run_ingest(
     analyze: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> IngestSummary:
-    """Ingest ``paths`` into the store at ``db_path`` (created if missing)."""
+    """Ingest ``paths`` into the store at ``db_path`` (created if missing).
+
+    Nothing is created or opened unless ``db_path`` is absent or a DuckDB file and at
+    least one input can be read (:func:`check_inputs`).
+    """
+    store.check_db_path(db_path)
+    check_inputs(paths)
     config = load_config(config_path)
     limits = Limits() if max_decompressed is None else Limits(max_decompressed_bytes=max_decompressed)
     options = IngestOptions(limits=limits, batch_spans=batch_spans, projection=config.projection())
@@ -38,6 +44,25 @@ def run_ingest(
         return summary
     finally:
         con.close()
+
+
+def check_inputs(paths: list[str]) -> None:
+    """Raise :class:`~fabric_trace.errors.InputNotFound` unless some input can be read.
+
+    A missing path (or a glob matching nothing) is refused as in the ingest itself;
+    directories holding no trace files, or only files that cannot be opened, too.
+    """
+    import os
+
+    from fabric_trace.errors import InputNotFound
+    from fabric_trace.ingest.sources import expand
+
+    sources = expand(paths)
+    if not sources:
+        raise InputNotFound(f"no trace files found in {', '.join(paths)}",
+                            hint="hidden files, databases and *.md/*.txt/*.py/*.toml files are skipped")
+    if not any(s.is_stdin or os.access(s.path, os.R_OK) for s in sources):
+        raise InputNotFound(f"none of the inputs can be read: {', '.join(s.path for s in sources[:5])}")
 
 
 def refresh_derived(con: Any, config: Any) -> None:
@@ -139,14 +164,15 @@ def demo_paths(workdir: str) -> list[str]:
     return [str(jsonl), str(binary)]
 
 
-def demo_reports(db_path: str) -> list[Any]:
-    """Every report fabric has, on the demo database."""
+def demo_reports(db_path: str) -> dict[str, Any]:
+    """Every report fabric has, on the demo database, by name (latency, locality, trust)."""
     from fabric_trace.analyzers.latency_report import LatencyOptions, build_latency_report
     from fabric_trace.analyzers.locality_report import build_locality_report
     from fabric_trace.analyzers.trust_report import build_trust_report
 
     with open_analyzed(db_path) as con:
-        return [build_latency_report(con, LatencyOptions()), build_locality_report(con), build_trust_report(con)]
+        return {"latency": build_latency_report(con, LatencyOptions()), "locality": build_locality_report(con),
+                "trust": build_trust_report(con)}
 
 
 class _CollectSession:

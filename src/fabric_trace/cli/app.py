@@ -6,6 +6,8 @@ to a renderer. Reports go to stdout; progress, warnings and summaries to stderr.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import typer
 
 from fabric_trace import __version__
@@ -15,33 +17,47 @@ from fabric_trace.cli import cmd_trust
 from fabric_trace.cli import cmd_locality
 from fabric_trace.cli import cmd_export
 from fabric_trace.cli import cmd_collect
+from fabric_trace.cli.color import ColorMode, set_color_mode
+from fabric_trace.cli.command import FabricCommand, FabricGroup
+
+#: ``-h`` works like ``--help`` on every command (subcommands inherit the setting).
+_CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 app = typer.Typer(
     name="fabric",
+    cls=FabricGroup,
     help="Trace and analyse AI execution paths from OpenTelemetry exports.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings=_CONTEXT,
 )
-trace_app = typer.Typer(help="Ingest and browse traces.", no_args_is_help=True)
+trace_app = typer.Typer(cls=FabricGroup, help="Ingest and browse traces.", no_args_is_help=True,
+                        context_settings=_CONTEXT)
 app.add_typer(trace_app, name="trace")
-report_app = typer.Typer(help="Analyse the traces in the database.", no_args_is_help=True)
+report_app = typer.Typer(cls=FabricGroup, help="Analyse the traces in the database.", no_args_is_help=True,
+                         context_settings=_CONTEXT)
 app.add_typer(report_app, name="report")
 
-trace_app.command("ingest")(cmd_ingest.ingest_command)
-trace_app.command("ls")(cmd_trace.ls_command)
-trace_app.command("show")(cmd_trace.show_command)
-trace_app.command("export")(cmd_export.export_command)
-app.command("query")(cmd_query.query_command)
-app.command("demo")(cmd_demo.demo_command)
-app.command("analyze")(cmd_demo.analyze_command)
-report_app.command("latency")(cmd_latency.latency_command)
-report_app.command("trust")(cmd_trust.trust_command)
-report_app.command("locality")(cmd_locality.locality_command)
-app.command("gate")(cmd_gate.gate_command)
-app.command("diff")(cmd_gate.diff_command)
-app.command("collect")(cmd_collect.collect_command)
+
+def _register(group: typer.Typer, name: str, fn: Callable[..., Any]) -> None:
+    group.command(name, cls=FabricCommand)(fn)
+
+
+_register(trace_app, "ingest", cmd_ingest.ingest_command)
+_register(trace_app, "ls", cmd_trace.ls_command)
+_register(trace_app, "show", cmd_trace.show_command)
+_register(trace_app, "export", cmd_export.export_command)
+_register(app, "query", cmd_query.query_command)
+_register(app, "demo", cmd_demo.demo_command)
+_register(app, "analyze", cmd_demo.analyze_command)
+_register(report_app, "latency", cmd_latency.latency_command)
+_register(report_app, "trust", cmd_trust.trust_command)
+_register(report_app, "locality", cmd_locality.locality_command)
+_register(app, "gate", cmd_gate.gate_command)
+_register(app, "diff", cmd_gate.diff_command)
+_register(app, "collect", cmd_collect.collect_command)
 
 
 def _version(value: bool) -> None:
@@ -54,8 +70,16 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
+    color: ColorMode = typer.Option(
+        ColorMode.auto, "--color", case_sensitive=False, metavar="auto|always|never",
+        help="Colours: auto (when the output is a terminal and $NO_COLOR is unset), always, never. "
+        "Give it before the command: fabric --color never report latency."),
 ) -> None:
-    """fabric: where the time goes, where the state lives, and where trust is crossed."""
+    """fabric: where the time goes, where the state lives, and where trust is crossed.
+
+    Shell completion: fabric --install-completion (bash, zsh, fish, PowerShell).
+    """
+    set_color_mode(color)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from fabric_trace.cli.errors import guarded, stderr_console
-from fabric_trace.cli.options import ConfigOption, DbOption, LockTimeoutOption, db_path, write_stdout
+from fabric_trace.cli.options import ConfigOption, DbOption, LockTimeoutOption, db_path, fabric_command, write_stdout
 from fabric_trace.errors import ExitCode
 from fabric_trace.ingest.pipeline import IngestSummary
 from fabric_trace.render.sanitize import safe_markup, safe_text
@@ -19,15 +19,15 @@ from fabric_trace.service import run_ingest
 
 
 def ingest_command(
-    paths: list[str] = typer.Argument(..., help="Files, directories (recursive), globs, or - for stdin."),
+    paths: list[str] = typer.Argument(..., metavar="PATH", help="Files, directories (recursive), globs, or - for stdin."),
     db: Optional[str] = DbOption,
     config: Optional[str] = ConfigOption,
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
     strict: bool = typer.Option(False, "--strict", help="Exit 65 if any record was quarantined."),
     lock_timeout: float = LockTimeoutOption,
-    max_decompressed_mb: int = typer.Option(1024, "--max-decompressed-mb", min=1,
+    max_decompressed_mb: int = typer.Option(1024, "--max-decompressed-mb", min=1, metavar="MB",
                                             help="Refuse a compressed input that expands beyond this size."),
-    batch_spans: int = typer.Option(50_000, "--batch-spans", min=100, help="Spans per write batch."),
+    batch_spans: int = typer.Option(50_000, "--batch-spans", min=100, metavar="N", help="Spans per write batch."),
     no_analyze: bool = typer.Option(False, "--no-analyze", help="Skip refreshing the derived tables."),
 ) -> None:
     """Load OTLP (JSON lines, JSON, protobuf; gzip/zstd), Jaeger or Zipkin trace files into the database."""
@@ -65,7 +65,7 @@ class _progress:
         self.task: object = None
 
     def __enter__(self):  # type: ignore[no-untyped-def]
-        if not self.console.is_terminal:
+        if not (self.console.is_terminal and self.console.file.isatty()):  # not into a pipe, even with --color always
             return None
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} spans"),
                             TimeElapsedColumn(), console=self.console, transient=True)
@@ -90,7 +90,7 @@ def _print_summary(err: Console, summary: IngestSummary) -> None:
         if f.status == "ingested" and (f.records_rejected or f.repairs):
             err.print(Text(
                 f"{safe_text(f.path, None)}: {f.records_rejected:,} record(s) quarantined, {f.repairs:,} repaired "
-                "(see: fabric query \"SELECT * FROM quarantine\")", style="yellow"))
+                f"(see: {fabric_command('query', 'SELECT * FROM quarantine', db=summary.db)})", style="yellow"))
     d = summary.as_dict()
     line = (
         f"{d['files']} file(s): {d['spans_ingested']:,} new span(s), {d['spans_duplicate']:,} duplicate, "

@@ -19,14 +19,14 @@ from fabric_trace.service import open_analyzed
 def latency_command(
     db: Optional[str] = DbOption,
     fmt: OutputFormat = FormatOption,
-    by: str = typer.Option("role", "--by", help=f"Break critical-path and self time down by: {', '.join(BY_COLUMNS)}."),
+    by: str = typer.Option("role", "--by", metavar="COLUMN", help=f"Break critical-path and self time down by: {', '.join(BY_COLUMNS)}."),
     workflow: Optional[list[str]] = WorkflowOption,
     since: Optional[str] = SinceOption,
     until: Optional[str] = UntilOption,
     where: Optional[str] = WhereOption,
     top: int = typer.Option(10, "--top", min=1, help="Operations listed per workflow."),
     adjust_skew: Optional[str] = typer.Option(
-        None, "--adjust-skew", help="Correct detected clock skew up to MAX (e.g. 500ms, 2s, or ns); 'auto' = no limit."),
+        None, "--adjust-skew", metavar="MAX", help="Correct detected clock skew up to MAX (e.g. 500ms, 2s, or ns); 'auto' = no limit."),
     config: Optional[str] = ConfigOption,
     lock_timeout: float = LockTimeoutOption,
 ) -> None:

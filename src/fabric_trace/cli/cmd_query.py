@@ -7,13 +7,13 @@ from typing import Optional
 import typer
 
 from fabric_trace.cli.errors import guarded, stderr_console
-from fabric_trace.cli.options import DbOption, FormatOption, LockTimeoutOption, db_path, write_stdout
-from fabric_trace.render.formats import OutputFormat, render_rows
+from fabric_trace.cli.options import DbOption, FormatOption, LockTimeoutOption, db_path, write_rows
+from fabric_trace.render.formats import OutputFormat
 from fabric_trace.service import run_query
 
 
 def query_command(
-    sql: str = typer.Argument(..., help="One read-only SQL statement (SELECT) over the documented views."),
+    sql: str = typer.Argument(..., metavar="SQL", help="One read-only SQL statement (SELECT) over the documented views."),
     db: Optional[str] = DbOption,
     fmt: OutputFormat = FormatOption,
     lock_timeout: float = LockTimeoutOption,
@@ -22,5 +22,5 @@ def query_command(
     err = stderr_console()
     with guarded(err):
         cols, rows = run_query(db_path(db), sql, lock_timeout=lock_timeout)
-        write_stdout(render_rows(cols, rows, fmt))
+        write_rows(cols, rows, fmt)
         err.print(f"{len(rows):,} row(s)")

@@ -43,7 +43,7 @@ def ls_command(
 
 
 def show_command(
-    trace_id: str = typer.Argument(..., help="Trace id (or a unique prefix)."),
+    trace_id: str = typer.Argument(..., metavar="TRACE_ID", help="Trace id (or a unique prefix)."),
     db: Optional[str] = DbOption,
     fmt: OutputFormat = FormatOption,
     max_rows: int = typer.Option(2000, "--max-rows", min=10, help="Spans shown before the middle is elided."),

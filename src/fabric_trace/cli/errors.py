@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from fabric_trace.cli.color import console_options
 from fabric_trace.errors import ExitCode, FabricError
 
 T = TypeVar("T")
@@ -23,7 +25,16 @@ INTERNAL_ERROR = 70
 
 def stderr_console() -> Console:
     """The console for progress, warnings and summaries (never stdout)."""
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, **console_options(sys.stderr))
+
+
+def _hint(exc: FabricError) -> str | None:
+    """The hint of ``exc``, ending with its fabric command made paste-able (``--db`` carried)."""
+    if exc.command is None:
+        return exc.hint
+    from fabric_trace.cli.options import fabric_command
+
+    return f"{exc.hint} {fabric_command(*exc.command)}" if exc.hint else fabric_command(*exc.command)
 
 
 def _emit(console: Console, label: str, message: str, hint: str | None) -> None:
@@ -49,7 +60,7 @@ def guarded(console: Console | None = None) -> Iterator[None]:
     except typer.Exit:
         raise
     except FabricError as exc:
-        _emit(console, "error", exc.message, exc.hint)
+        _emit(console, "error", exc.message, _hint(exc))
         raise typer.Exit(int(exc.exit_code)) from None
     except KeyboardInterrupt:
         _emit(console, "interrupted", "stopped by Ctrl-C", "run the command again to complete it")

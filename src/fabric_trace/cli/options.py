@@ -2,36 +2,54 @@
 
 from __future__ import annotations
 
+import shlex
+import shutil
 import sys
 
 import typer
 
+from fabric_trace.cli.color import console_options, use_color
 from fabric_trace.render.formats import OutputFormat
-from fabric_trace.store.db import DEFAULT_LOCK_TIMEOUT, default_db_path
+from fabric_trace.store.db import DEFAULT_DB, DEFAULT_LOCK_TIMEOUT, default_db_path
 
 DbOption = typer.Option(
-    None, "--db", envvar="FABRIC_DB", help="DuckDB file (default: $FABRIC_DB or ./fabric.duckdb)."
+    None, "--db", envvar="FABRIC_DB", metavar="FILE", help="DuckDB file (default: $FABRIC_DB or ./fabric.duckdb)."
 )
 FormatOption = typer.Option(
-    OutputFormat.table, "--format", "-f", case_sensitive=False, help="Output format: table, json, csv, markdown."
+    OutputFormat.table, "--format", "-f", case_sensitive=False, metavar="FORMAT",
+    help="Output format: table, json, csv, markdown."
 )
 ConfigOption = typer.Option(
-    None, "--config", envvar="FABRIC_CONFIG",
+    None, "--config", envvar="FABRIC_CONFIG", metavar="FILE",
     help="Config file (default: ./fabric.toml, or [tool.fabric] in ./pyproject.toml).",
 )
 LockTimeoutOption = typer.Option(
-    DEFAULT_LOCK_TIMEOUT, "--lock-timeout", min=0.0,
+    DEFAULT_LOCK_TIMEOUT, "--lock-timeout", min=0.0, metavar="SECONDS",
     help="Seconds to wait for another fabric process holding the database.",
 )
 
 
-#: Table width when stdout is not a terminal.
-PIPE_WIDTH = 200
+#: The database the running command uses (set by :func:`db_path`), for paste-able hints.
+_db_in_use: list[str] = []
 
 
 def db_path(value: str | None) -> str:
     """The database path from ``--db`` / ``$FABRIC_DB`` / the default."""
-    return value or default_db_path()
+    path = value or default_db_path()
+    _db_in_use[:] = [path]
+    return path
+
+
+def fabric_command(*words: str, db: str | None = None) -> str:
+    """A fabric command line to paste into a shell, carrying ``--db`` unless it is the default.
+
+    ``db`` defaults to the database of the running command (:func:`db_path`).
+    """
+    db = db if db is not None else (_db_in_use[0] if _db_in_use else None)
+    argv = ["fabric", *words]
+    if db and db != DEFAULT_DB:
+        argv += ["--db", db]
+    return shlex.join(argv)
 
 
 def write_stdout(text: str) -> None:
@@ -41,12 +59,17 @@ def write_stdout(text: str) -> None:
     out.flush()
 
 
-WorkflowOption = typer.Option(None, "--workflow", "-w", help="Only these workflows (repeatable).")
-SinceOption = typer.Option(None, "--since", help="Traces starting at/after: ISO 8601, 30m/2h/7d ago, or epoch ns.")
-UntilOption = typer.Option(None, "--until", help="Traces starting before: ISO 8601, 30m/2h/7d ago, or epoch ns.")
+WorkflowOption = typer.Option(None, "--workflow", "-w", metavar="NAME", help="Only these workflows (repeatable).")
+SinceOption = typer.Option(None, "--since", metavar="TIME",
+                           help="Traces starting at/after: ISO 8601, 30m/2h/7d ago, or epoch ns.")
+UntilOption = typer.Option(None, "--until", metavar="TIME",
+                           help="Traces starting before: ISO 8601, 30m/2h/7d ago, or epoch ns.")
 WhereOption = typer.Option(
-    None, "--where", help="Span filter on normalized columns, e.g. \"role = llm and provider = openai\"; "
-    "a trace is kept when one of its spans matches.")
+    None, "--where", metavar="EXPR",
+    help="Span filter on normalized columns, e.g. \"role = llm and model ~ 'gpt-4*'\"; a trace is kept when one "
+    "of its spans matches. Operators: = != < <= > >= (compare), ~ (glob over the whole value, case-insensitive: "
+    "* any text, ? one character, [abc] one of), in (a, b), is null, is not null; and, or, not, parentheses. "
+    "Columns and rules: docs/cli.md#filters.")
 
 
 def report_filter(workflow: list[str] | None, since: str | None, until: str | None, where: str | None):  # type: ignore[no-untyped-def]
@@ -59,14 +82,50 @@ def report_filter(workflow: list[str] | None, since: str | None, until: str | No
     )
 
 
-def write_report(report, fmt) -> None:  # type: ignore[no-untyped-def]
-    """Render a report to stdout: coloured when stdout is a terminal and the format is table."""
+def terminal_width() -> int | None:
+    """Columns of the terminal stdout writes to (``$COLUMNS`` wins); ``None`` when stdout is not a terminal."""
+    if not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size((80, 24)).columns
+
+
+def stdout_console(width: int | None):  # type: ignore[no-untyped-def]
+    """A rich console on stdout, ``width`` wide (``None``: as wide as the content), colours per ``--color``."""
     from rich.console import Console
 
+    from fabric_trace.render.formats import NATURAL_WIDTH
+
+    return Console(highlight=False, width=width or NATURAL_WIDTH, soft_wrap=width is None,
+                   **console_options(sys.stdout))
+
+
+def write_report(report, fmt) -> None:  # type: ignore[no-untyped-def]
+    """Render a report to stdout.
+
+    ``table`` is fitted to the terminal's width when stdout is a terminal and laid
+    out at full width for scripts otherwise; colours follow ``--color``.
+    """
     from fabric_trace.render.formats import OutputFormat, render, render_to_console
 
-    if fmt == OutputFormat.table and sys.stdout.isatty():
-        render_to_console(report, Console(highlight=False))
+    if fmt == OutputFormat.table:
+        width = terminal_width()
+        if use_color(sys.stdout):
+            render_to_console(report, stdout_console(width), width=width)
+        else:
+            write_stdout(render(report, fmt, width=width))
         return
-    # Not a terminal: lay tables out wide rather than folding cells (grep-able logs).
-    write_stdout(render(report, fmt, width=PIPE_WIDTH))
+    write_stdout(render(report, fmt))
+
+
+def write_rows(columns, rows, fmt) -> None:  # type: ignore[no-untyped-def]
+    """Write an ad-hoc SQL result to stdout, like :func:`write_report`."""
+    from fabric_trace.render.formats import OutputFormat, render_rows, render_rows_to_console
+
+    if fmt == OutputFormat.table:
+        width = terminal_width()
+        if use_color(sys.stdout):
+            render_rows_to_console(columns, rows, stdout_console(width), width=width)
+        else:
+            write_stdout(render_rows(columns, rows, fmt, width=width))
+        return
+    write_stdout(render_rows(columns, rows, fmt))

@@ -26,7 +26,6 @@ from fabric_trace.errors import FabricError, InputError, InputNotFound, UsageErr
 from fabric_trace.store import db as store
 
 #: Magic bytes of a DuckDB database file (at offset 8).
-_DUCKDB_MAGIC = b"DUCK"
 
 
 @dataclass
@@ -46,12 +45,7 @@ class Side:
 
 def is_database(path: str) -> bool:
     """True when ``path`` is a DuckDB database file (by its header, not its name)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError:
-        return False
-    return head[8:12] == _DUCKDB_MAGIC
+    return store.is_duckdb_file(path)
 
 
 def _relabel(exc: FabricError, label: str) -> FabricError:

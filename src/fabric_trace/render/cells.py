@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fabric_trace.render.fit import IDENT, LABEL, LABEL_KEYS, NUMBER, OTHER
 from fabric_trace.render.jsonify import to_jsonable
-from fabric_trace.render.report import ColumnKind, Table
+from fabric_trace.render.report import Column, ColumnKind, Table
 from fabric_trace.render.sanitize import safe_text
 
 __all__ = [
@@ -158,6 +159,8 @@ class Grid:
     """What ``table`` and ``markdown`` show for a missing value."""
     nowrap: list[bool] | None = None
     """Per column: never wrap (ids and numbers); ``None`` = wrap all."""
+    classes: list[str] | None = None
+    """Per column, for fitting a terminal (:mod:`.fit`): label, number, id or other."""
 
 
 def grid_from_table(table: Table) -> Grid:
@@ -172,7 +175,17 @@ def grid_from_table(table: Table) -> Grid:
         display=[[format_value(row.get(c.key), c.kind) for c in cols] for row in table.rows],
         raw=[[csv_value(row.get(c.key)) for c in cols] for row in table.rows],
         nowrap=[c.kind == "id" or c.kind in NUMERIC_KINDS for c in cols],
+        classes=[_column_class(c, i) for i, c in enumerate(cols)],
     )
+
+
+def _column_class(column: Column, index: int) -> str:
+    """How :mod:`.fit` treats a report column when the table is too wide."""
+    if column.kind == "id":
+        return IDENT
+    if column.kind in NUMERIC_KINDS or column.kind == "bool":
+        return NUMBER
+    return LABEL if index == 0 or column.key in LABEL_KEYS else OTHER
 
 
 def grid_from_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Grid:
@@ -193,6 +206,7 @@ def grid_from_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Gri
         display=[[plain_value(v) for v in row] for row in rows],
         raw=[[csv_value(v) for v in row] for row in rows],
         null_text="NULL",
+        classes=[NUMBER if r else (LABEL if i == 0 else OTHER) for i, r in enumerate(right)],
     )
 
 

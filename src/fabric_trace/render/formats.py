@@ -23,7 +23,7 @@ from fabric_trace.render.report import Report
 from fabric_trace.render.writers import rich_renderables, write_csv, write_markdown
 
 __all__ = [
-    "DEFAULT_WIDTH",
+    "NATURAL_WIDTH",
     "OutputFormat",
     "plain_console",
     "render",
@@ -32,8 +32,9 @@ __all__ = [
     "render_to_console",
 ]
 
-#: Width of the ``table`` format when none is given (not a terminal).
-DEFAULT_WIDTH = 120
+#: Console width used to lay tables out at their natural width (no width given: not a terminal).
+#: Only the text that is there is written; lines are not padded to it.
+NATURAL_WIDTH = 1_000_000
 
 
 class OutputFormat(str, Enum):
@@ -57,7 +58,7 @@ def plain_console(file: io.StringIO, width: int | None = None) -> Console:
     """
     return Console(
         file=file,
-        width=width or DEFAULT_WIDTH,
+        width=width or NATURAL_WIDTH,
         force_terminal=False,
         force_jupyter=False,
         force_interactive=False,
@@ -92,7 +93,7 @@ def _render_grids(
 ) -> str:
     """Render grids in the ``table``, ``csv`` or ``markdown`` format."""
     if fmt is OutputFormat.table:
-        return _to_string(rich_renderables(title, grids, notes, styled=False), width)
+        return _to_string(rich_renderables(title, grids, notes, styled=False, width=width), width)
     if fmt is OutputFormat.csv:
         return write_csv(grids)
     if fmt is OutputFormat.markdown:
@@ -103,7 +104,8 @@ def _render_grids(
 def render(report: Report, fmt: OutputFormat | str, *, width: int | None = None) -> str:
     """Return ``report`` rendered in ``fmt``, ending in a newline (``""`` if empty).
 
-    * ``table``: plain-text rich tables, ``width`` columns wide (default 120);
+    * ``table``: plain-text tables fitted to ``width`` columns (docs/output-formats.md,
+      "Tables at any width"); without a width at their natural width, nothing cut;
     * ``json``: ``report.data`` as deterministic JSON (sorted keys, ASCII);
     * ``csv``: each table as a CSV section (raw numbers);
     * ``markdown``: headings plus GitHub pipe tables.
@@ -119,15 +121,16 @@ def render(report: Report, fmt: OutputFormat | str, *, width: int | None = None)
     assert_never(fmt)
 
 
-def render_to_console(report: Report, console: Console) -> None:
+def render_to_console(report: Report, console: Console, *, width: int | None = None) -> None:
     """Print ``report`` in the ``table`` format, with styles, to ``console``.
 
-    For a terminal; the text is the same as ``render(report, "table")`` except
-    for colours. Span data is passed as ``Text``, never as markup, so the
-    console's markup setting does not matter.
+    For a terminal (``width``: its columns); the text is the same as
+    ``render(report, "table", width=width)`` except for colours. Span data is
+    passed as ``Text``, never as markup, so the console's markup setting does
+    not matter.
     """
     grids = [grid_from_table(table) for table in report.tables]
-    for index, part in enumerate(rich_renderables(report.title, grids, report.notes, styled=True)):
+    for index, part in enumerate(rich_renderables(report.title, grids, report.notes, styled=True, width=width)):
         if index:
             console.print()
         console.print(part)
@@ -173,7 +176,8 @@ def render_rows(
     assert_never(fmt)
 
 
-def render_rows_to_console(columns: Sequence[str], rows: Sequence[Sequence[Any]], console: Console) -> None:
-    """Print an ad-hoc SQL result as a styled table to ``console`` (a terminal)."""
-    for part in rich_renderables("", [grid_from_rows(columns, rows)], (), styled=True):
+def render_rows_to_console(columns: Sequence[str], rows: Sequence[Sequence[Any]], console: Console, *,
+                           width: int | None = None) -> None:
+    """Print an ad-hoc SQL result as a styled table to ``console`` (a terminal ``width`` wide)."""
+    for part in rich_renderables("", [grid_from_rows(columns, rows)], (), styled=True, width=width):
         console.print(part)

@@ -22,6 +22,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from fabric_trace.render.cells import Grid
+from fabric_trace.render.fit import COLUMN_GAP, IDENT, NUMBER, OTHER, FittedTable, cut, fit_table
 from fabric_trace.render.sanitize import safe_text
 
 __all__ = ["markdown_escape", "rich_renderables", "write_csv", "write_markdown"]
@@ -90,35 +91,63 @@ def write_markdown(title: str, grids: Sequence[Grid], notes: Sequence[str] = ())
     return "\n".join(lines)
 
 
-def _rich_table(grid: Grid, *, styled: bool) -> RichTable:
-    """Return one grid as a rich ``Table`` whose cells are all ``Text``."""
+def _rich_table(grid: Grid, *, styled: bool, width: int | None = None) -> tuple[RichTable, list[str]]:
+    """Return one grid as a rich ``Table`` whose cells are all ``Text``, and the headers left out.
+
+    With a ``width`` the table is fitted to it (:func:`~fabric_trace.render.fit.fit_table`);
+    without one every column is shown at its natural width and nothing is cut.
+    """
     table = RichTable(
         title=Text(grid.title, style="bold" if styled else "") if grid.title else None,
         title_justify="left",
         box=box.SIMPLE_HEAD,
         header_style="bold" if styled else "",
         show_edge=False,
+        pad_edge=False,
+        padding=(0, COLUMN_GAP - 1, 0, 0),
     )
-    nowrap = grid.nowrap or [False] * len(grid.headers)
-    for header, right, keep in zip(grid.headers, grid.right, nowrap):
-        table.add_column(Text(header), justify="right" if right else "left", overflow="fold", no_wrap=keep)
+    cells = [[grid.null_text if c is None else c for c in row] for row in grid.display]
+    n = len(grid.headers)
+    classes = grid.classes or [NUMBER if r else OTHER for r in grid.right]
+    if width is None:
+        fitted = FittedTable(list(range(n)), {}, dict(enumerate(grid.headers)))
+    else:
+        fitted = fit_table(grid.keys, grid.headers, classes, cells, width)
+    for i in fitted.columns:
+        table.add_column(Text(fitted.headers[i]), justify="right" if grid.right[i] else "left",
+                         no_wrap=True, overflow="ellipsis", width=fitted.widths.get(i))
     null_style = "dim" if styled else ""
-    for row in grid.display:
-        table.add_row(*(Text(grid.null_text, style=null_style) if c is None else Text(c) for c in row))
-    return table
+    for raw_row, row in zip(grid.display, cells):
+        out = []
+        for i in fitted.columns:
+            text, w = row[i], fitted.widths.get(i)
+            if w is not None:
+                text = text[:w] if classes[i] == IDENT else cut(text, w)
+            out.append(Text(text, style=null_style) if raw_row[i] is None else Text(text))
+        table.add_row(*out)
+    return table, [grid.headers[i] for i in fitted.dropped]
 
 
 def rich_renderables(
-    title: str, grids: Sequence[Grid], notes: Sequence[str] = (), *, styled: bool
+    title: str, grids: Sequence[Grid], notes: Sequence[str] = (), *, styled: bool, width: int | None = None
 ) -> list[RenderableType]:
-    """Return the title, tables and notes as rich renderables (never markup)."""
+    """Return the title, tables and notes as rich renderables (never markup).
+
+    ``width`` fits each table to that many columns (a terminal); a note under a
+    table names the columns it left out.
+    """
     parts: list[RenderableType] = []
+    dim = "dim" if styled else ""
     if title:
         parts.append(Text(safe_text(title), style="bold underline" if styled else ""))
     for grid in grids:
-        parts.append(_rich_table(grid, styled=styled))
+        table, dropped = _rich_table(grid, styled=styled, width=width)
+        parts.append(table)
         if not grid.display:
-            parts.append(Text("(no rows)", style="dim" if styled else ""))
+            parts.append(Text("(no rows)", style=dim))
+        if dropped:
+            parts.append(Text(f"(not shown at {width} columns: {', '.join(dropped)}; "
+                              "widen the terminal, or use --format csv or json)", style=dim))
     for note in notes:
-        parts.append(Text("note: " + safe_text(note, 1000), style="dim" if styled else ""))
+        parts.append(Text("note: " + safe_text(note, 1000), style=dim))
     return parts

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from fabric_trace.errors import DatabaseBusy, DatabaseError, SchemaError
+from fabric_trace.errors import DatabaseBusy, DatabaseError, NotADatabase, SchemaError
 
 #: Version of the store's tables and views; bump on incompatible change.
 SCHEMA_VERSION = "2"
@@ -25,6 +25,13 @@ DEFAULT_DB = "fabric.duckdb"
 DEFAULT_LOCK_TIMEOUT = 10.0
 
 _LOCK_RE = re.compile(r"\(PID (?P<pid>\d+)\)")
+
+#: Bytes 8-11 of every DuckDB database file.
+DUCKDB_MAGIC = b"DUCK"
+
+#: Connection settings of every store connection: DuckDB never downloads or loads an
+#: extension on its own (a SQLite or Parquet path would otherwise make it fetch one).
+_CONNECT_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
 
 def default_db_path() -> str:
@@ -38,6 +45,56 @@ def snapshot_path_for(db_path: str) -> str:
     return f"{root}.snapshot{ext or '.duckdb'}"
 
 
+def is_duckdb_file(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a DuckDB database file, judged by its header (never by its name)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head[8:12] == DUCKDB_MAGIC
+
+
+def _describe(path: Path) -> str:
+    """A few words on what a non-DuckDB file looks like, for the refusal message."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if not head:
+        return "is empty"
+    if head.startswith(b"SQLite format 3"):
+        return "is a SQLite database"
+    if head.startswith(b"PAR1"):
+        return "is a Parquet file"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "looks like JSON"
+    return "does not start with a DuckDB header"
+
+
+def check_db_path(path: str) -> None:
+    """Refuse a ``--db`` path that exists but is not a DuckDB database file.
+
+    fabric never writes into, converts or deletes such a file: DuckDB opens some
+    other files (CSV, JSON) as read-only views and a SQLite file through an
+    extension, which would make an ingest look successful while storing nothing.
+    """
+    if path == ":memory:":
+        return
+    p = Path(path)
+    if not p.exists():
+        return
+    if p.is_dir():
+        raise NotADatabase(f"{path} is a directory, not a database file",
+                           hint="pass a file path, e.g. --db " + str(p / DEFAULT_DB))
+    if not is_duckdb_file(p):
+        raise NotADatabase(
+            f"{path} is not a DuckDB database: the file {_describe(p)}; fabric left it untouched",
+            hint="pass a new file name (fabric creates it) or an existing fabric database, e.g. --db fabric.duckdb",
+        )
+
+
 def _sql_resource(name: str) -> str:
     return resources.files("fabric_trace.store").joinpath(name).read_text(encoding="utf-8")
 
@@ -47,7 +104,7 @@ def _open(path: str, read_only: bool, lock_timeout: float) -> duckdb.DuckDBPyCon
     delay = 0.05
     while True:
         try:
-            return duckdb.connect(path, read_only=read_only)
+            return duckdb.connect(path, read_only=read_only, config=_CONNECT_CONFIG)
         except duckdb.IOException as exc:
             text = str(exc)
             if "lock" not in text.lower():
@@ -84,11 +141,12 @@ def connect(
     ``read_only`` connections refuse to create a missing database.
     """
     path = os.fspath(path)
+    check_db_path(path)
     exists = path == ":memory:" or Path(path).exists()
     if not exists and (read_only or not create):
         raise DatabaseError(
             f"database {path} does not exist",
-            hint="ingest traces first: fabric trace ingest PATH --db " + path,
+            hint="ingest traces first:", command=("trace", "ingest", "PATH"),
         )
     con = _open(path, read_only, lock_timeout)
     try:
