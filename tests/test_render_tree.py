@@ -150,12 +150,12 @@ def chain(n: int) -> list[dict[str, Any]]:
 
 
 def test_100k_deep_chain_renders_without_recursion_and_elides_the_middle() -> None:
-    spans = chain(100_000)
+    spans = chain(100_000)  # 140 columns: room for the id and start columns beside the capped indentation
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(200)  # any recursive walk would fail
     try:
-        out = render_trace_tree_text(spans, width=120, max_rows=50)
-        renderable = render_trace_tree(spans, width=120, max_rows=50)
+        out = render_trace_tree_text(spans, width=140, max_rows=50)
+        renderable = render_trace_tree(spans, width=140, max_rows=50)
     finally:
         sys.setrecursionlimit(limit)
     lines = body(out)
@@ -165,9 +165,9 @@ def test_100k_deep_chain_renders_without_recursion_and_elides_the_middle() -> No
     assert "step99999" in lines[-1] and "depth 99,999" in lines[-1]
     # indentation is capped: deep lines are no wider than the cap allows
     assert lines[-1].index("└─") <= 3 + 3 * 13
-    assert all(len(line) <= 120 for line in out.splitlines())
+    assert all(len(line) <= 140 for line in out.splitlines())
     buffer = io.StringIO()
-    Console(file=buffer, width=120, color_system=None).print(renderable)
+    Console(file=buffer, width=140, color_system=None).print(renderable)
     assert len(buffer.getvalue().splitlines()) == 52
 
 

@@ -98,7 +98,10 @@ def load_trace(con: duckdb.DuckDBPyConnection, trace_id: str) -> dict[str, Any]:
     cur = con.execute(
         """
         SELECT s.span_id, s.parent_span_id, s.name, s.service_name, s.role, s.kind, s.start_ns, s.end_ns,
-               s.status_code, s.status_message, s.model, s.peer, m.self_ns, m.on_critical_path_ns, m.depth
+               s.status_code, s.status_message, s.model, s.provider, s.input_tokens, s.output_tokens,
+               s.cached_input_tokens, s.peer, m.self_ns, m.on_critical_path_ns, m.depth,
+               CASE WHEN s.status_code = 'ERROR' OR s.events LIKE '%"exception"%' THEN s.events END AS events,
+               json_extract_string(s.attributes, '$."error.type"') AS error_type
         FROM span_store s LEFT JOIN span_metrics m USING (trace_id, span_id)
         WHERE s.trace_id = ? ORDER BY s.start_ns, s.span_id
         """,
@@ -106,6 +109,11 @@ def load_trace(con: duckdb.DuckDBPyConnection, trace_id: str) -> dict[str, Any]:
     )
     cols = [d[0] for d in cur.description]
     spans = [dict(zip(cols, r)) for r in cur.fetchall()]
+    starts = [sp["start_ns"] for sp in spans if sp["start_ns"] and sp["start_ns"] > 0]
+    t0 = min(starts, default=0)
+    for sp in spans:
+        sp["start_offset_ns"] = sp["start_ns"] - t0 if sp["start_ns"] and sp["start_ns"] > 0 else None
+        sp["exception"] = exception_of(sp.pop("events"))
     summary = con.execute("SELECT * FROM traces WHERE trace_id = ?", [tid]).fetchone()
     scols = [d[0] for d in con.description] if summary else []
     findings = con.execute(
@@ -121,6 +129,49 @@ def load_trace(con: duckdb.DuckDBPyConnection, trace_id: str) -> dict[str, Any]:
     }
 
 
+def first_stack_line(stacktrace: str | None) -> str | None:
+    """The first line of a stack trace that names a place in the code.
+
+    Skips blank lines, Python's ``Traceback (most recent call last):`` header
+    and a leading ``Type: message`` line (Java, .NET, Go), so that
+    ``File "app.py", line 12, in handler`` or ``at com.acme.Handler.run(Handler.java:42)``
+    is what remains.
+    """
+    if not stacktrace:
+        return None
+    lines = [line.strip() for line in str(stacktrace).splitlines() if line.strip()]
+    for index, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last)"):
+            continue
+        if index == 0 and len(lines) > 1 and not line.startswith(("File ", "at ")):
+            continue  # "java.lang.IllegalStateException: boom" before the frames
+        return line
+    return None
+
+
+def exception_of(events: Any) -> dict[str, Any] | None:
+    """The first ``exception`` event of a span (OTel semantic conventions) as type, message, stack line."""
+    if not events:
+        return None
+    import json
+
+    try:
+        items = json.loads(events) if isinstance(events, str) else events
+    except ValueError:
+        return None
+    for event in items or ():
+        if not isinstance(event, dict) or event.get("name") != "exception":
+            continue
+        attrs = event.get("attributes") or {}
+        return {
+            "type": attrs.get("exception.type"),
+            "message": attrs.get("exception.message"),
+            "stack_first_line": first_stack_line(attrs.get("exception.stacktrace")),
+            "escaped": attrs.get("exception.escaped"),
+        }
+    return None
+
+
 def trace_report(trace: dict[str, Any]) -> Report:
     """A trace as a report (the json/csv/markdown forms of ``fabric trace show``)."""
     spans = trace["spans"]
@@ -131,16 +182,108 @@ def trace_report(trace: dict[str, Any]) -> Report:
         "self_ms": None if s["self_ns"] is None else round(s["self_ns"] / 1e6, 3),
         "critical_ms": None if s["on_critical_path_ns"] is None else round(s["on_critical_path_ns"] / 1e6, 3),
         "status": s["status_code"], "depth": s["depth"],
+        "start_offset_ms": None if s["start_offset_ns"] is None else round(s["start_offset_ns"] / 1e6, 3),
+        "status_message": s["status_message"], "exception": s["exception"],
+        "model": s["model"], "provider": s["provider"], "input_tokens": s["input_tokens"],
+        "output_tokens": s["output_tokens"], "cached_input_tokens": s["cached_input_tokens"],
     } for s in spans]
     summary = {k: v for k, v in trace["summary"].items() if k != "services"}
     summary["services"] = list(trace["summary"].get("services") or [])
     return Report(
         title=f"Trace {trace['trace_id']}",
         tables=[Table("spans", "Spans", [
-            Column("span_id", "Span", "id"), Column("parent_span_id", "Parent", "id"), Column("name", "Name"),
-            Column("service", "Service"), Column("role", "Role"), Column("kind", "Kind"),
-            Column("duration_ms", "Duration", "ms"), Column("self_ms", "Self", "ms"),
-            Column("critical_ms", "Critical", "ms"), Column("status", "Status"),
-        ], rows)],
+            Column("span_id", "Span", "id"), Column("name", "Name"), Column("role", "Role"),
+            Column("start_offset_ms", "Start", "ms"), Column("duration_ms", "Duration", "ms"),
+            Column("self_ms", "Self", "ms"), Column("critical_ms", "Critical", "ms"), Column("status", "Status"),
+            Column("service", "Service"), Column("kind", "Kind"), Column("parent_span_id", "Parent", "id"),
+            Column("model", "Model"), Column("input_tokens", "In tok", "int"),
+            Column("output_tokens", "Out tok", "int"), Column("status_message", "Status message"),
+        ], [{**r, "exception": None} for r in rows])],
         data={"trace_id": trace["trace_id"], "summary": summary, "spans": rows, "findings": trace["findings"]},
+    )
+
+
+def resolve_span_id(con: duckdb.DuckDBPyConnection, trace_id: str, span_id: str) -> str:
+    """The one span id of trace ``trace_id`` equal to, or starting with, ``span_id``."""
+    sid = span_id.strip().lower()
+    if not sid:
+        raise UsageError("empty span id")
+    rows = con.execute(
+        "SELECT span_id, name FROM span_store WHERE trace_id = ? AND starts_with(span_id, ?) ORDER BY span_id",
+        [trace_id, sid]).fetchall()
+    exact = [r for r in rows if r[0] == sid]
+    if exact or len(rows) == 1:
+        return str((exact or rows)[0][0])
+    if not rows:
+        raise UsageError(f"no span {span_id!r} in trace {trace_id}", hint="list its spans with:",
+                         command=("trace", "show", trace_id))
+    lines = [f"  {r[0]}  {safe_text(r[1], 60)}" for r in rows[:_CANDIDATES]]
+    if len(rows) > _CANDIDATES:
+        lines.append(f"  ... and {len(rows) - _CANDIDATES:,} more")
+    raise UsageError(f"span id prefix {span_id!r} is ambiguous in trace {trace_id}: it matches {len(rows):,} spans:\n"
+                     + "\n".join(lines), hint="give more characters of the span id")
+
+
+def _json(value: Any) -> Any:
+    import json
+
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def span_detail(con: duckdb.DuckDBPyConnection, trace_id: str, span_id: str) -> dict[str, Any]:
+    """One span whole: every column of the ``spans`` view (attributes, resource and scope
+    attributes, events, links parsed from JSON), its metrics, and its findings."""
+    tid = resolve_trace_id(con, trace_id)
+    sid = resolve_span_id(con, tid, span_id)
+    cur = con.execute("SELECT * FROM spans WHERE trace_id = ? AND span_id = ?", [tid, sid])
+    cols = [d[0] for d in cur.description]
+    row = dict(zip(cols, cur.fetchone()))
+    for key in ("attributes", "resource_attributes", "scope_attributes", "events", "links"):
+        row[key] = _json(row.get(key))
+    t0 = con.execute("SELECT min(start_ns) FROM span_store WHERE trace_id = ? AND start_ns > 0", [tid]).fetchone()[0]
+    row["start_offset_ns"] = row["start_ns"] - t0 if t0 is not None and row["start_ns"] > 0 else None
+    metrics = con.execute("SELECT self_ns, on_critical_path_ns, depth FROM span_metrics WHERE trace_id = ? "
+                          "AND span_id = ?", [tid, sid]).fetchone()
+    row["self_ns"], row["on_critical_path_ns"], row["depth"] = metrics if metrics else (None, None, None)
+    row["exception"] = exception_of(row["events"])
+    row["findings"] = [dict(zip(("analyzer", "kind", "severity", "message"), f)) for f in con.execute(
+        "SELECT analyzer, kind, severity, message FROM findings WHERE trace_id = ? AND span_id = ? "
+        "ORDER BY analyzer, kind", [tid, sid]).fetchall()]
+    return row
+
+
+def span_report(detail: dict[str, Any]) -> Report:
+    """``fabric trace show TRACE --span SPAN`` as a report: the JSON document is ``detail``;
+    the table formats list every field, attribute, event and link as key/value rows."""
+    skip = {"attributes", "resource_attributes", "scope_attributes", "events", "links", "findings", "exception"}
+    fields = [{"key": k, "value": v} for k, v in detail.items() if k not in skip]
+
+    def pairs(name: str, title: str, mapping: Any) -> Table:
+        rows = [{"key": k, "value": v} for k, v in sorted((mapping or {}).items())]
+        return Table(name, title, [Column("key", "Key"), Column("value", "Value")], rows)
+
+    events = [{"time_offset_ns": (e.get("time_ns") or 0) - (detail["start_ns"] or 0) if e.get("time_ns") else None,
+               "name": e.get("name"), "attributes": e.get("attributes")} for e in detail.get("events") or ()]
+    links = [{"trace_id": link.get("trace_id"), "span_id": link.get("span_id"), "attributes": link.get("attributes")}
+             for link in detail.get("links") or ()]
+    return Report(
+        title=f"Span {detail['span_id']} of trace {detail['trace_id']}",
+        tables=[
+            Table("span", "Span", [Column("key", "Field"), Column("value", "Value")], fields),
+            pairs("attributes", "Attributes", detail.get("attributes")),
+            pairs("resource_attributes", "Resource attributes", detail.get("resource_attributes")),
+            Table("events", "Events", [Column("time_offset_ns", "After start", "ns"), Column("name", "Name"),
+                                       Column("attributes", "Attributes")], events),
+            Table("links", "Links", [Column("trace_id", "Trace", "id"), Column("span_id", "Span", "id"),
+                                     Column("attributes", "Attributes")], links),
+            Table("findings", "Findings", [Column("severity", "Severity"), Column("kind", "Rule"),
+                                           Column("analyzer", "Analyzer"), Column("message", "Message")],
+                  detail.get("findings") or []),
+        ],
+        data=detail,
     )

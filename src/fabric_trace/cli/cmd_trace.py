@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
-from fabric_trace.browse import list_traces, load_trace, trace_report
+from fabric_trace.browse import list_traces, load_trace, span_detail, span_report, trace_report
+from fabric_trace.cli.color import use_color
 from fabric_trace.cli.errors import guarded, stderr_console
 from fabric_trace.cli.options import (
     ConfigOption, DbOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
-    WorkflowOption, db_path, report_filter, write_report, write_stdout,
+    WorkflowOption, db_path, report_filter, terminal_width, write_renderables, write_report,
 )
+from fabric_trace.render.detail import record_view, trace_view
 from fabric_trace.render.formats import OutputFormat
-from fabric_trace.render.sanitize import safe_text
-from fabric_trace.render.tree import render_trace_tree, render_trace_tree_text
 from fabric_trace.service import open_analyzed
 
 
@@ -44,26 +41,33 @@ def ls_command(
 
 def show_command(
     trace_id: str = typer.Argument(..., metavar="TRACE_ID", help="Trace id (or a unique prefix)."),
+    span: Optional[str] = typer.Option(None, "--span", "-s", metavar="SPAN_ID",
+                                       help="Show this one span whole (id or a unique prefix): every field, "
+                                       "attribute, event and link."),
     db: Optional[str] = DbOption,
     fmt: OutputFormat = FormatOption,
-    max_rows: int = typer.Option(2000, "--max-rows", min=10, help="Spans shown before the middle is elided."),
+    max_rows: int = typer.Option(2000, "--max-rows", min=10, metavar="N",
+                                 help="Spans shown before the middle is elided."),
     config: Optional[str] = ConfigOption,
     lock_timeout: float = LockTimeoutOption,
 ) -> None:
-    """Show one trace as a tree/waterfall: durations, self time, services, roles, errors; critical path marked."""
+    """Show one trace: what failed (status, exception), the tree with the critical path, LLM calls, findings."""
     err = stderr_console()
     with guarded(err):
         with open_analyzed(db_path(db), config, lock_timeout=lock_timeout) as con:
-            trace = load_trace(con, trace_id)
+            if span is not None:
+                report = span_report(span_detail(con, trace_id, span))
+                trace = None
+            else:
+                trace = load_trace(con, trace_id)
+                report = trace_report(trace)
         if fmt != OutputFormat.table:
-            write_report(trace_report(trace), fmt)
+            write_report(report, fmt)
             return
-        width = shutil.get_terminal_size((120, 40)).columns
-        kwargs = dict(critical=trace["critical"], self_ns=trace["self_ns"], width=width, max_rows=max_rows)
-        if sys.stdout.isatty():
-            Console(highlight=False).print(render_trace_tree(trace["spans"], **kwargs))
+        width = terminal_width()
+        styled = use_color(sys.stdout)
+        if trace is None:
+            parts = record_view(report, width=width, styled=styled)
         else:
-            write_stdout(render_trace_tree_text(trace["spans"], **kwargs))
-        for f in trace["findings"]:
-            err.print(Text(f"{f['severity']}: {f['analyzer']}/{f['kind']}: {safe_text(f['message'], None)}",
-                           style="yellow"))
+            parts = trace_view(trace, width=width, styled=styled, max_rows=max_rows)
+        write_renderables(parts, width)

@@ -117,6 +117,18 @@ def write_report(report, fmt) -> None:  # type: ignore[no-untyped-def]
     write_stdout(render(report, fmt))
 
 
+def write_renderables(parts, width: int | None) -> None:  # type: ignore[no-untyped-def]
+    """Print rich renderables to stdout: styled per ``--color``, else as plain text (``width``: terminal)."""
+    from fabric_trace.render.formats import renderables_to_text
+
+    if use_color(sys.stdout):
+        console = stdout_console(width)
+        for part in parts:
+            console.print(part)
+    else:
+        write_stdout(renderables_to_text(parts, width))
+
+
 def write_rows(columns, rows, fmt) -> None:  # type: ignore[no-untyped-def]
     """Write an ad-hoc SQL result to stdout, like :func:`write_report`."""
     from fabric_trace.render.formats import OutputFormat, render_rows, render_rows_to_console

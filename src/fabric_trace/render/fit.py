@@ -8,14 +8,14 @@ soon as it fits:
    unique in the column (at least 8 characters) - a prefix that
    ``fabric trace show`` accepts;
 3. free text that is not a label (messages, service lists, protocols) is cut
-   to 16 characters with ``…`` (text whose values all have one length, such as
+   with ``…``, the widest first, as far as needed but not below 16 characters (text whose values all have one length, such as
    timestamps, up to 24 characters, is never cut, only dropped in step 5);
 4. label columns (workflow, role, operation or span name, finding kind,
-   store, zone, severity) are cut to 20 characters with ``…``;
+   store, zone, severity) are cut likewise, not below 20 characters;
 5. the columns that are neither labels nor numbers are dropped, rightmost first;
 6. number columns are dropped, rightmost first (a report lists its most
    important numbers first);
-7. labels are cut further, down to 8 characters;
+7. labels are cut further, not below 8 characters;
 8. label columns are dropped, rightmost first; the first column always stays.
 
 Numbers are never cut, so a value always keeps its unit. Dropped columns are
@@ -132,9 +132,10 @@ def fit_table(keys: Sequence[str], headers: Sequence[str], classes: Sequence[str
 
     def shrink(cls: str, to: int) -> None:
         for i in sorted((i for i in shown if classes[i] == cls and not uniform[i]), key=lambda i: -widths[i]):
-            if total() <= width:
+            excess = total() - width
+            if excess <= 0:
                 return
-            widths[i] = max(1, min(widths[i], to))
+            widths[i] = max(1, min(widths[i], max(to, widths[i] - excess)))
 
     def drop(cls: str, keep_first: bool = True) -> None:
         for i in reversed([i for i in shown if classes[i] == cls]):

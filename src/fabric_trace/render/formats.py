@@ -30,6 +30,7 @@ __all__ = [
     "render_rows",
     "render_rows_to_console",
     "render_to_console",
+    "renderables_to_text",
 ]
 
 #: Console width used to lay tables out at their natural width (no width given: not a terminal).
@@ -73,12 +74,15 @@ def plain_console(file: io.StringIO, width: int | None = None) -> Console:
     )
 
 
-def _to_string(parts: Sequence[RenderableType], width: int | None) -> str:
-    """Print renderables into a plain console and return the text."""
+def renderables_to_text(parts: Sequence[RenderableType], width: int | None, *, gap: bool = False) -> str:
+    """Print renderables into a plain console ``width`` wide (``None``: unlimited) and return the text.
+
+    ``gap`` puts a blank line between parts. No ANSI codes, no trailing blanks.
+    """
     buffer = io.StringIO()
     console = plain_console(buffer, width)
     for index, part in enumerate(parts):
-        if index:
+        if index and gap:
             console.print()
         console.print(part)
     # rich pads titles and cells to the full width; golden files prefer no trailing blanks.
@@ -93,7 +97,7 @@ def _render_grids(
 ) -> str:
     """Render grids in the ``table``, ``csv`` or ``markdown`` format."""
     if fmt is OutputFormat.table:
-        return _to_string(rich_renderables(title, grids, notes, styled=False, width=width), width)
+        return renderables_to_text(rich_renderables(title, grids, notes, styled=False, width=width), width, gap=True)
     if fmt is OutputFormat.csv:
         return write_csv(grids)
     if fmt is OutputFormat.markdown:

@@ -3,13 +3,18 @@
 One line per span, in depth-first order (children sorted by start time, then
 span id)::
 
-    mk span             service role  kind     duration    self waterfall 0 … 100.0 ms
-    ◆  agent.run        svc     agent server   100.0 ms 15.0 ms ████████████████████████████████████
-    ◆  ├─ llm.call      svc     llm   client    65.0 ms 55.0 ms  ███████████████████████▍
-       │  └─ db.query   svc     db    internal  10.0 ms 10.0 ms    ███▌
-     ✗ └─ tool.search   svc     tool  client    15.0 ms 15.0 ms                            █████▍
+    mk span           id       service role  kind       start duration    self waterfall 0 … 100.0 ms
+    ◆  agent.run      7b1c0a9e svc     agent server       +0 ns 100.0 ms 15.0 ms ██████████████████████
+    ◆  ├─ llm.call    0c2d9f11 svc     llm   client    +5.00 ms  65.0 ms 55.0 ms  ██████████████▍
+       │  └─ db.query 5a3e8b20 svc     db    internal +10.0 ms  10.0 ms 10.0 ms   ██▌
+     ✗ └─ tool.search e9f04c7d svc     tool  client   +75.0 ms  15.0 ms 15.0 ms                ███▍
 
 * ``◆`` (bold name) marks a span on the critical path, ``✗`` an ERROR status;
+  ``id`` is the span id cut to its shortest unique prefix in the trace (at
+  least 8 characters; findings and ``--span`` use it), ``start`` the offset of
+  the span's start from the trace's start;
+* in a narrow terminal the columns kind, self, service and the waterfall are
+  left out, in that order, so that no line is wider than the terminal;
 * spans whose parent is missing are extra roots marked ``(orphan)``, a span
   that is its own parent is marked ``(self-parent)``, and spans only reachable
   through a parent cycle are shown from their earliest member, marked
@@ -37,6 +42,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from fabric_trace.render.cells import format_duration_ns
+from fabric_trace.render.fit import unique_prefix_len
 from fabric_trace.render.sanitize import safe_text
 
 __all__ = ["DEFAULT_MAX_ROWS", "MAX_INDENT", "render_trace_tree", "render_trace_tree_text"]
@@ -180,11 +186,24 @@ def _elide(total: int, max_rows: int | None) -> tuple[int, int]:
     return head, max(max_rows - head, 0)
 
 
+#: Optional tree columns, in the order they are dropped when the terminal is narrow.
+_DROP_ORDER = ("kind", "self", "service", "waterfall")
+#: Narrowest span-name column and waterfall; span-name width kept before optional columns.
+_MIN_TREE, _MIN_BAR, _COMFORT_TREE = 16, 10, 30
+#: Waterfall width when there is no terminal (output into a pipe or a file).
+_PIPE_BAR = 40
+
+
+def _offset(ns: int) -> str:
+    """A start offset from the trace start: ``+0 ns``, ``+12.3 ms``, ``+1.23 s``."""
+    return "+" + format_duration_ns(ns)
+
+
 def _lines(
     spans: Sequence[Mapping[str, Any]],
     critical: set[str] | None,
     self_ns: Mapping[str, int] | None,
-    width: int,
+    width: int | None,
     max_rows: int | None,
     max_indent: int,
 ) -> list[list[Segment]]:
@@ -197,6 +216,8 @@ def _lines(
     valid = [t for t in timings if t is not None]
     t0 = min((t[0] for t in valid), default=0)
     total = max(max((t[1] for t in valid), default=0) - t0, 1)
+    ids = [_as_id(s.get("span_id")) for s in spans]
+    id_w = min(unique_prefix_len([safe_text(i, 64) for i in ids if i]), 32) if any(ids) else 4
 
     head, tail = _elide(len(spans), max_rows)
     kept: list[_Visit | int] = []  # an int marks the elided count
@@ -206,7 +227,7 @@ def _lines(
         elif position == head:
             kept.append(len(spans) - head - tail)
 
-    cells: list[tuple[_Visit, list[str]]] = []
+    cells: list[tuple[_Visit, dict[str, str]]] = []
     for item in kept:
         if isinstance(item, _Visit):
             span = spans[item.index]
@@ -214,62 +235,87 @@ def _lines(
             if item.depth - 1 > max_indent:
                 note = f"{note}, depth {item.depth:,}" if note else f"depth {item.depth:,}"
             kind = str(span.get("kind") or "")
-            own_ns = self_ns.get(_as_id(span.get("span_id")))
+            own_ns = self_ns.get(ids[item.index])
             timing = timings[item.index]
-            cells.append((item, [
-                safe_text(span.get("name"), 80),
-                f"({note})" if note else "",
-                safe_text(span.get("service_name"), 40),
-                safe_text(span.get("role"), 20),
-                safe_text(_KIND_LABEL.get(kind, kind.lower()), 10),
-                format_duration_ns(timing[1] - timing[0]) if timing else "—",
-                format_duration_ns(own_ns) if own_ns is not None else "",
-            ]))
+            cells.append((item, {
+                "name": safe_text(span.get("name"), 80),
+                "note": f"({note})" if note else "",
+                "id": safe_text(ids[item.index], 64)[:id_w],
+                "service": safe_text(span.get("service_name"), 40),
+                "role": safe_text(span.get("role"), 20),
+                "kind": safe_text(_KIND_LABEL.get(kind, kind.lower()), 10),
+                "start": _offset(timing[0] - t0) if timing else "—",
+                "duration": format_duration_ns(timing[1] - timing[0]) if timing else "—",
+                "self": format_duration_ns(own_ns) if own_ns is not None else "",
+            }))
 
-    def widest(column: int, floor: int, cap: int) -> int:
+    def widest(column: str, floor: int, cap: int) -> int:
         return min(max([floor, *(_width(c[column]) for _, c in cells)]), cap)
 
-    svc_w, role_w, kind_w = widest(2, 7, 20), widest(3, 4, 12), widest(4, 4, 8)
-    dur_w, self_w = widest(5, 8, 9), widest(6, 4, 9)
-    fixed = 2 + 1 + svc_w + 1 + role_w + 1 + kind_w + 1 + dur_w + 1 + self_w + 1
-    natural = max([4, *(_width(v.prefix) + _width(c[0]) + (_width(c[1]) + 1 if c[1] else 0)
+    widths = {"id": max(2, id_w), "service": widest("service", 7, 20), "role": widest("role", 4, 12),
+              "kind": widest("kind", 4, 8), "start": widest("start", 5, 10), "duration": widest("duration", 8, 9),
+              "self": widest("self", 4, 9)}
+    natural = max([4, *(_width(v.prefix) + _width(c["name"]) + (_width(c["note"]) + 1 if c["note"] else 0)
                         for v, c in cells)])
-    tree_w = max(16, min(natural, width - fixed - 12))
-    bar_w = max(10, width - fixed - tree_w - 1)
+    shown = ["id", "service", "role", "kind", "start", "duration", "self", "waterfall"]
+
+    def fixed() -> int:  # marks, then each shown column and its separating space
+        return 3 + sum(widths[c] + 1 for c in shown if c != "waterfall")
+
+    if width is None:  # not a terminal: everything, a fixed-width waterfall
+        tree_w, bar_w = natural, _PIPE_BAR
+    else:
+        want = min(natural, _COMFORT_TREE)  # the span names come before the optional columns
+        for column in _DROP_ORDER:
+            if fixed() + want + (_MIN_BAR + 1 if "waterfall" in shown else 0) <= width:
+                break
+            shown.remove(column)
+        room = width - fixed()
+        if "waterfall" in shown:
+            tree_w = max(min(natural, _MIN_TREE), min(natural, room - _MIN_BAR - 1))
+            bar_w = max(_MIN_BAR, room - tree_w - 1)
+        else:
+            tree_w, bar_w = max(1, min(natural, room)), 0
 
     scale = f"0 … {format_duration_ns(total)}" if valid else ""
-    header: list[Segment] = [(" ".join([
-        "mk", _fit("span", tree_w), _fit("service", svc_w), _fit("role", role_w), _fit("kind", kind_w),
-        _fit("duration", dur_w, right=True), _fit("self", self_w, right=True),
-        _fit("waterfall " + scale if bar_w >= 12 + len(scale) else "waterfall", bar_w),
-    ]), "bold")]
-    lines: list[list[Segment]] = [header]
+    titles = {"id": "id", "service": "service", "role": "role", "kind": "kind", "start": "start",
+              "duration": "duration", "self": "self"}
+    right = {"start", "duration", "self"}
+    header_cells = ["mk", _fit("span", tree_w)]
+    for column in shown:
+        if column == "waterfall":
+            header_cells.append(_fit("waterfall " + scale if bar_w >= 12 + len(scale) else "waterfall", bar_w))
+        else:
+            header_cells.append(_fit(titles[column], widths[column], right=column in right))
+    lines: list[list[Segment]] = [[(" ".join(header_cells), "bold")]]
+    styles = {"id": "dim", "service": "green", "role": "yellow", "kind": "dim", "start": "dim", "duration": "",
+              "self": "dim"}
     rows = iter(cells)
     for item in kept:
         if not isinstance(item, _Visit):
             lines.append([(f"   ⋮ {item:,} spans elided (more than {max_rows:,} spans)", "dim italic")])
             continue
-        visit, (name, note, service, role, kind, dur, own) = next(rows)
+        visit, row = next(rows)
         span = spans[visit.index]
-        is_critical = _as_id(span.get("span_id")) in critical
+        is_critical = ids[visit.index] in critical
         is_error = str(span.get("status_code") or "").upper() in ("ERROR", "STATUS_CODE_ERROR", "2")
-        label = _fit(visit.prefix + name + (" " + note if note else ""), tree_w)
+        label = _fit(visit.prefix + row["name"] + (" " + row["note"] if row["note"] else ""), tree_w)
         split = min(len(visit.prefix), len(label))
         bar_style = "red" if is_error else "magenta" if is_critical else "cyan"
-        lines.append([
+        line: list[Segment] = [
             ("◆" if is_critical else " ", "bold magenta"),
             ("✗" if is_error else " ", "bold red"),
             (" ", ""),
             (label[:split], "dim"),
             (label[split:], "bold" if is_critical else ""),
             (" ", ""),
-            (_fit(service, svc_w) + " ", "green"),
-            (_fit(role, role_w) + " ", "yellow"),
-            (_fit(kind, kind_w) + " ", "dim"),
-            (_fit(dur, dur_w, right=True) + " ", ""),
-            (_fit(own, self_w, right=True) + " ", "dim"),
-            (_bar(timings[visit.index], t0, total, bar_w), bar_style),
-        ])
+        ]
+        for column in shown:
+            if column == "waterfall":
+                line.append((_bar(timings[visit.index], t0, total, bar_w), bar_style))
+            else:
+                line.append((_fit(row[column], widths[column], right=column in right) + " ", styles[column]))
+        lines.append(line)
     return lines
 
 
@@ -278,7 +324,7 @@ def render_trace_tree(
     *,
     critical: set[str] | None = None,
     self_ns: Mapping[str, int] | None = None,
-    width: int = 120,
+    width: int | None = 120,
     max_rows: int | None = DEFAULT_MAX_ROWS,
     max_indent: int = MAX_INDENT,
 ) -> RenderableType:
@@ -288,7 +334,8 @@ def render_trace_tree(
     ``service_name``, ``role``, ``kind``, ``start_ns``, ``end_ns`` and
     ``status_code``; ``critical`` holds the span ids on the critical path and
     ``self_ns`` the self time of each span id. ``width`` is the line width
-    the columns and the waterfall are fitted to; ``max_rows=None`` shows every
+    the columns and the waterfall are fitted to (``None``: no terminal, every
+    column at its natural width and a 40-cell waterfall); ``max_rows=None`` shows every
     span. See the module docstring for the layout.
     """
     lines = _lines(spans, critical, self_ns, width, max_rows, max_indent)
@@ -307,7 +354,7 @@ def render_trace_tree_text(
     *,
     critical: set[str] | None = None,
     self_ns: Mapping[str, int] | None = None,
-    width: int = 120,
+    width: int | None = 120,
     max_rows: int | None = DEFAULT_MAX_ROWS,
     max_indent: int = MAX_INDENT,
 ) -> str:
