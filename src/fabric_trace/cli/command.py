@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import re
+from enum import Enum
 from typing import Any
 
 import typer
@@ -46,11 +47,22 @@ def _argument_word(param: Any) -> str:
     return word + "..." if param.nargs != 1 and not word.endswith("...") else word
 
 
+def _usage_word(param: Any) -> str:
+    """An argument in the usage line: ``PATH...``, or ``[TRACE]`` when it may be left out."""
+    word = _argument_word(param)
+    return word if param.required or word.startswith("[") else f"[{word}]"
+
+
 def _default_metavar(param: Any) -> str:
     """``N``, ``NUMBER`` or ``TEXT`` from the option's type (click's ``type`` or typer's annotation)."""
+    choices = getattr(getattr(param, "type", None), "choices", None)
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    if choices is None and isinstance(annotation, type) and issubclass(annotation, Enum):
+        choices = [member.value for member in annotation]
+    if choices:
+        return "|".join(str(c) for c in choices)
     type_name = getattr(getattr(param, "type", None), "name", "") or ""
     if not type_name:
-        annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
         type_name = getattr(annotation, "__name__", "") or str(annotation or "")
     for key, word in _TYPE_METAVARS.items():
         if key in type_name.lower():
@@ -82,8 +94,7 @@ class FabricCommand(TyperCommand):
         pieces = [self.options_metavar] if self.options_metavar else []
         for param in self.get_params(ctx):
             if param.param_type_name == "argument":
-                word = _argument_word(param)
-                pieces.append(word if param.required else f"[{word}]")
+                pieces.append(_usage_word(param))
         return pieces
 
     def format_options(self, ctx: Any, formatter: Any) -> None:
