@@ -99,9 +99,8 @@ def test_table_says_inconclusive_loudly() -> None:
     assert text.startswith("fabric gate: FAIL (2 failed, 1 inconclusive, 2 passed of 5 checks)")
     assert "INCONCLUSIVE" in text
     assert "WARNING: 1 check(s) INCONCLUSIVE" in text and "do NOT fail the gate" in text
-    lines = [ln for ln in text.splitlines() if ln.startswith(" FAIL") or ln.startswith(" PASS")
-             or ln.startswith(" INCONCLUSIVE")]
-    assert lines[0].startswith(" FAIL") and lines[-1].startswith(" PASS")  # failures first
+    lines = [ln for ln in text.splitlines() if ln.startswith(("FAIL", "PASS", "INCONCLUSIVE"))]
+    assert lines[0].startswith("FAIL") and lines[-1].startswith("PASS")  # failures first
 
 
 def test_markdown_summary() -> None:
