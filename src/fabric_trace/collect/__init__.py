@@ -109,12 +109,9 @@ def check_snapshot_path(snapshot: str, db_path: str) -> None:
     if db_path != ":memory:" and os.path.realpath(snapshot) == os.path.realpath(db_path):
         raise UsageError(f"--snapshot {snapshot} is the database itself", hint="choose another file name")
     if os.path.exists(snapshot):
-        try:
-            with open(snapshot, "rb") as f:
-                head = f.read(12)
-        except OSError as exc:
-            raise UsageError(f"--snapshot {snapshot}: {exc.strerror}") from None
-        if head[8:12] != b"DUCK":
+        from fabric_trace.store.db import is_duckdb_file
+
+        if not is_duckdb_file(snapshot):
             raise UsageError(f"--snapshot {snapshot} exists and is not a DuckDB file; refusing to overwrite it",
                              hint="choose another file name, or remove the file")
 
