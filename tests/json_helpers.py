@@ -108,9 +108,8 @@ def anyvalues(draw: Any, depth: int = 1) -> tuple[dict[str, Any], Any]:
         n = draw(int64s)
         return {"intValue": _i64(draw, n)}, n
     if c == "d":
-        x = draw(st.floats(allow_nan=False))
-        enc: Any = x if math.isfinite(x) else ("Infinity" if x > 0 else "-Infinity")
-        return {"doubleValue": enc}, x if math.isfinite(x) else None  # JSON null in the canonical attribute JSON
+        x = draw(st.floats(allow_nan=False, allow_infinity=False))  # non-finite ones are repaired (emptied)
+        return {"doubleValue": x}, x
     if c == "b":
         v = draw(st.booleans())
         return {"boolValue": v}, v

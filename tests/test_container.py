@@ -342,11 +342,15 @@ def test_garbage_first_line_then_jsonl() -> None:
     assert batch.rejections[0].where == "line 1" and batch.spans[0][0] == "line 2"
 
 
-def test_bad_utf8_line_rejected() -> None:
+def test_bad_utf8_line_repaired() -> None:
     lines = jsonl(3).splitlines(keepends=True)
+    at = lines[1].index(b'"s1"') + 2
     lines[1] = lines[1].replace(b'"s1"', b'"s\xff1"')
     _, batch = run(b"".join(lines))
-    assert len(batch) == 2 and batch.rejections[0].where == "line 2" and "UTF-8" in batch.rejections[0].reason
+    assert len(batch) == 3 and batch.spans[1][F["name"]] == "s\ufffd1"
+    (r,) = batch.rejections
+    assert (r.where, r.action) == ("line 2", "repaired")
+    assert r.reason == f"invalid UTF-8 (1 byte sequence) at byte {at} replaced with U+FFFD"
 
 
 def test_bom_and_blank_lines() -> None:
@@ -401,7 +405,8 @@ def test_pretty_document_array_and_concatenated_documents() -> None:
         f"document 3 at byte {len(parts[0]) + len(parts[1]) + 14}",
     ]
     (rej,) = batch.rejections
-    assert rej.where == f"byte {len(parts[0]) + len(parts[1]) + 2}" and "not a JSON document" in rej.reason
+    at = len(parts[0]) + len(parts[1]) + 2
+    assert rej.where == f"bytes {at}-{at + 12}" and "damaged JSON" in rej.reason and rej.raw == "<<garbage>>\n"
 
 
 def test_concatenated_compact_documents_with_multibyte_text() -> None:

@@ -296,8 +296,12 @@ def test_anyvalue_forms() -> None:
     ]  # fmt: skip
     b = decode(doc(span(attributes=vals, unknownField={"x": 1}, status={"code": 1, "futureField": 2})))
     a = rows(b)[0]["attributes"]
-    # non-finite doubles are JSON null in the canonical attribute JSON (what the store always held)
+    # non-finite doubles are emptied and counted (the one NaN rule, docs/cli.md "Bad JSON")
     assert a.pop("nan") is None and a.pop("inf") is None and a.pop("ninf") is None
+    repaired = [r for r in b.rejections if r.action == "repaired"]
+    assert [r.where.rsplit("[", 1)[1] for r in repaired] == ["'nan']", "'inf']", "'ninf']"]
+    assert all("is not finite" in r.reason for r in repaired)
+    b.rejections = [r for r in b.rejections if r not in repaired]
     assert a == {"dint": 3.0, "empty": None, "bytes": "AAECAw==", "arr": ["a", 2, [], None],
                  "kv": {"x": {"y": False}}, "novalue": [], "absent": None}  # fmt: skip
     assert type(a["dint"]) is float and b.rejections == []

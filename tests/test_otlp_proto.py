@@ -259,7 +259,7 @@ def test_nan_and_infinity_become_none_with_repair() -> None:
     assert batch.spans[0][F["attributes"]] == {"nan": None, "inf": None, "ok": 1.0}
     reasons = [r.reason for r in batch.rejections]
     assert all(r.action == "repaired" for r in batch.rejections) and len(reasons) == 2
-    assert "non-finite" in reasons[0]
+    assert "is not finite" in reasons[0]
 
 
 def test_long_string_truncated_on_char_boundary() -> None:

@@ -3,7 +3,7 @@
 Rules (documented here once, used by the OTLP, Jaeger and Zipkin decoders):
 
 * An invalid *value* never rejects a span: it is repaired (``sink.repair``) and
-  the span is kept. A value nested deeper than :data:`MAX_DEPTH` becomes
+  the span is kept. A double that is not finite is emptied (:data:`NON_FINITE`). A value nested deeper than :data:`MAX_DEPTH` becomes
   ``None``; a string longer than :data:`MAX_ATTR_BYTES` UTF-8 bytes is cut on a
   character boundary; an unparseable or out-of-range ``intValue`` becomes
   ``None``; a malformed key/value entry is skipped; for a duplicate key the last
@@ -32,6 +32,11 @@ MAX_DEPTH = 64
 MAX_ATTR_BYTES = 64 * 1024
 #: Strings of at most this many characters cannot exceed MAX_ATTR_BYTES (4 bytes/char).
 FAST_CHARS = MAX_ATTR_BYTES // 4
+#: The one rule for NaN and infinities in every format: a double value that is not finite
+#: (protobuf NaN/Inf; JSON ``"NaN"``, ``"Infinity"``, ``"-Infinity"``, quoted as the protobuf
+#: JSON mapping writes them or bare, or a number beyond the double range) is emptied and
+#: counted as a repair -- the attribute JSON cannot hold it.
+NON_FINITE = "double value {!r} is not finite (JSON cannot hold it)"
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -245,9 +250,13 @@ def json_anyvalue(v: Any, depth: int, where: str, sink: SpanSink, trace_id: str 
             return x
         if type(x) is int or type(x) is str:
             try:
-                return float(x)
+                d = float(x)
             except (ValueError, OverflowError):
                 pass
+            else:
+                if d - d == 0.0:  # finite
+                    return d
+                return _bad(where, key, NON_FINITE.format(str(x)[:64]), sink, trace_id, span_id)
         return _bad(where, key, f"doubleValue {str(x)[:64]!r} is not a number", sink, trace_id, span_id)
     if kind == "b":
         if type(x) is bool:

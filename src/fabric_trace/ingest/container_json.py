@@ -1,16 +1,16 @@
 """JSON inputs for :mod:`container`: JSON Lines (streamed) and whole/concatenated documents.
 
-JSON Lines are read one line at a time (never the whole file). When the first
-line is not a complete JSON value the input is a pretty-printed document, a JSON
-array, or several concatenated documents: it is read whole (bounded by
-``max_document_bytes``) and split into documents; garbage between documents is
-quarantined with its byte offset and reading goes on at the next ``{``.
+JSON Lines are read one line at a time (never the whole file; a line over
+``max_line_bytes`` is skipped unread). When the first line is not a complete JSON
+value the input is a pretty-printed document, a JSON array, or several concatenated
+documents: it is read whole (bounded by ``max_document_bytes``) and parsed; what
+orjson refuses is read again by :mod:`.json_repair` (the tolerant re-read, then the
+salvage of damaged documents, each damaged region quarantined with its byte range).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +18,8 @@ from typing import Any
 import orjson
 
 from fabric_trace.errors import DecodeError, FabricError, InputError
-from fabric_trace.ingest.container_io import DECODING_ERRORS
+from fabric_trace.ingest.container_io import CHUNK, DECODING_ERRORS
+from fabric_trace.ingest.json_repair import Rewrite, Salvage, describe, error_offset, loads_tolerant
 from fabric_trace.ingest.limits import Limits
 
 BOM = b"\xef\xbb\xbf"
@@ -69,63 +70,104 @@ def decode_json(reader: io.BufferedReader, sink: Any, limits: Limits, decoder: J
     """Decode JSON Lines or JSON document(s) from ``reader``; return the format label.
 
     Each JSON line is first offered to ``line_decoder`` (when given); a line it declines
-    is parsed and handed to ``decoder``.
+    is parsed (with the tolerant re-read of :mod:`.json_repair`) and handed to ``decoder``.
+    A line longer than ``max_line_bytes`` is skipped unread (never held whole), even the
+    first: a JSON value on one line is a line, whatever it holds.
     """
     max_line = limits.max_line_bytes
-    lines: list[bytes] = []
-    while True:  # leading blank lines, then the first line with content
-        line = reader.readline(max_line + 1)
-        if not lines and line.startswith(BOM):
-            line = line[len(BOM) :]
-        lines.append(line)
-        if not line or not line.isspace():
-            break
-    first = lines[-1]
-    lineno = len(lines)
-    if len(first) > max_line and not first.endswith(b"\n"):  # one huge line: a whole document
-        return decode_documents(_read_rest(reader, b"".join(lines), limits.max_document_bytes), sink, decoder,
-                                line_decoder)
+    head: list[bytes] = []
+    skipped, blank = _skip_blank(reader, head, bom=True)
+    bom = skipped - sum(map(len, head))  # a byte-order mark is skipped, the whitespace is kept in head
+    first = reader.readline(max_line + 1)
+    lineno = blank + 1
+    if len(first) > max_line and not first.endswith(b"\n"):
+        _skip_long_line(reader, first, lineno, sink, max_line)
+        return _jsonl_rest(reader, lineno, 1, _Flavours(), sink, limits, decoder, b"\n", line_decoder)
     fast = line_decoder(first, f"line {lineno}", sink) if line_decoder is not None else None
-    value = _BAD if fast is not None else _loads(first)
-    if fast is not None or value is not _BAD:
+    value, rewrite, _ = (_BAD, None, None) if fast is not None else loads_tolerant(first)
+    if fast is not None or value is not None:
         flavours = _Flavours()
-        flavours.add(fast if fast is not None else call_json_decoder(decoder, value, f"line {lineno}", sink, first))
+        if fast is not None:
+            flavours.add(fast)
+        else:
+            _note_repairs(sink, f"line {lineno}", rewrite)
+            flavours.add(call_json_decoder(decoder, value, f"line {lineno}", sink, first))
         return _jsonl_rest(reader, lineno, 1, flavours, sink, limits, decoder, first, line_decoder)
-    while True:  # a bad first line: is the next line with content a JSON object on its own?
-        line = reader.readline(max_line + 1)
-        lines.append(line)
-        if not line or not line.isspace():
-            break
-    second = lines[-1]
+    # a bad first line: is the next line with content a JSON object on its own?
+    head.append(first)
+    _, blank = _skip_blank(reader, head)
+    second = reader.readline(max_line + 1)
+    head.append(second)
     # JSON Lines start each record at column 0; a pretty-printed document indents them
     jsonl_like = second.startswith(b"{") and first.strip() not in (b"[", b"{")
-    value = _loads(second) if jsonl_like and len(second) <= max_line else _BAD
+    value, rewrite, _ = loads_tolerant(second) if jsonl_like and len(second) <= max_line else (None, None, None)
     if isinstance(value, dict) and value:
         _reject_line(sink, lineno, first)
-        lineno = len(lines)
+        lineno += blank + 1
         flavours = _Flavours()
+        _note_repairs(sink, f"line {lineno}", rewrite)
         flavours.add(call_json_decoder(decoder, value, f"line {lineno}", sink, second))
         return _jsonl_rest(reader, lineno, 2, flavours, sink, limits, decoder, second, line_decoder)
-    return decode_documents(_read_rest(reader, b"".join(lines), limits.max_document_bytes), sink, decoder,
-                            line_decoder)
+    data = _read_rest(reader, b"".join(head), limits.max_document_bytes)
+    return decode_documents(data, sink, decoder, line_decoder, base=bom)
 
 
 _BAD = object()
+_BLANK = re.compile(rb"[ \t\r\n]*")
 
 
-def _loads(line: bytes) -> Any:
-    try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return _BAD
+def _skip_blank(reader: io.BufferedReader, keep: list[bytes] | None = None, bom: bool = False) -> tuple[int, int]:
+    """Skip whitespace in bulk (a file of newlines costs no Python per line); return (bytes, newlines).
+
+    The skipped bytes are appended to ``keep`` when given (they belong to a document)."""
+    nbytes = lines = 0
+    while True:
+        buf = reader.peek(CHUNK)
+        if bom and buf.startswith(BOM):
+            reader.read(len(BOM))
+            nbytes += len(BOM)
+            bom = False
+            continue
+        bom = False
+        k = _BLANK.match(buf).end()  # type: ignore[union-attr]
+        if not k:
+            return nbytes, lines
+        lines += buf.count(b"\n", 0, k)
+        nbytes += k
+        taken = reader.read(k)
+        if keep is not None:
+            keep.append(taken)
+        if k < len(buf):
+            return nbytes, lines
+
+
+def _note_repairs(sink: Any, where: str, rewrite: Rewrite | None) -> None:
+    if rewrite is not None:
+        for note in rewrite.notes:
+            sink.repair(where, note)
+
+
+def _skip_long_line(reader: io.BufferedReader, line: bytes, lineno: int, sink: Any, max_line: int) -> None:
+    """Read past the rest of an over-long line in pieces (nothing of it is parsed) and quarantine it."""
+    total = len(line)
+    while True:
+        more = reader.readline(1 << 20)
+        total += len(more)
+        if not more or more.endswith(b"\n"):
+            break
+    sink.reject(
+        f"line {lineno}",
+        f"line of {total} bytes exceeds max_line_bytes {max_line}; skipped unread",
+        raw=line[:4096],
+        counts_as_span=False,
+    )
 
 
 def _reject_line(sink: Any, lineno: int, line: bytes) -> None:
-    try:
-        orjson.loads(line)
-        reason = "invalid JSON"
-    except orjson.JSONDecodeError as exc:
-        reason = f"invalid JSON: {exc}"
+    _, rewrite, exc = loads_tolerant(line)
+    reason = "invalid JSON"
+    if exc is not None and rewrite is not None:
+        reason = f"invalid JSON: {describe(exc)} at byte {rewrite.original(error_offset(rewrite.data, exc))}"
     sink.reject(f"line {lineno}", reason, raw=line, counts_as_span=False)
 
 
@@ -150,21 +192,11 @@ def _jsonl_rest(
             break
         lineno += 1
         if len(line) > max_line and not line.endswith(b"\n"):
-            total = len(line)
-            while True:  # skip the rest of the over-long line
-                more = readline(1 << 20)
-                total += len(more)
-                if not more or more.endswith(b"\n"):
-                    break
-            sink.reject(
-                f"line {lineno}",
-                f"line of {total} bytes exceeds max_line_bytes {max_line}; skipped",
-                raw=line[:4096],
-                counts_as_span=False,
-            )
+            _skip_long_line(reader, line, lineno, sink, max_line)
             records += 1
             continue
         if line.isspace():
+            lineno += _skip_blank(reader)[1]
             continue
         records += 1
         newline_ended = line.endswith(b"\n")
@@ -175,9 +207,13 @@ def _jsonl_rest(
                 continue
         try:
             value = loads(line)
-        except orjson.JSONDecodeError as exc:
-            sink.reject(f"line {lineno}", f"invalid JSON: {exc}", raw=line, counts_as_span=False)
-            continue
+        except orjson.JSONDecodeError:
+            value, rewrite, exc = loads_tolerant(line)
+            if exc is not None:
+                reason = f"invalid JSON: {describe(exc)} at byte {rewrite.original(error_offset(rewrite.data, exc))}"
+                sink.reject(f"line {lineno}", reason, raw=line, counts_as_span=False)
+                continue
+            _note_repairs(sink, f"line {lineno}", rewrite)
         flavours.add(call_json_decoder(decoder, value, f"line {lineno}", sink, line))
     return flavours.label("jsonl" if records > 1 or newline_ended else "json")
 
@@ -200,86 +236,42 @@ def _read_rest(reader: io.BufferedReader, head: bytes, limit: int) -> bytes:
 
 
 _WS = b" \t\r\n"
-_NON_WS = re.compile(r"[^ \t\r\n]")
 
 
-def decode_documents(data: bytes, sink: Any, decoder: JsonDecoder, line_decoder: LineDecoder | None = None) -> str:
+def decode_documents(data: bytes, sink: Any, decoder: JsonDecoder, line_decoder: LineDecoder | None = None,
+                     base: int = 0) -> str:
     """Decode one document, or several concatenated ones, held in ``data``; return the label.
 
-    A single document is first offered to ``line_decoder`` (the fast path)."""
+    A single document is first offered to ``line_decoder`` (the fast path), then parsed
+    whole (with the tolerant re-read); if it still does not parse -- several documents,
+    garbage between them, a damaged document -- the salvage of :mod:`.json_repair` reads
+    every document and record that can be read and quarantines each damaged region with
+    its byte range. ``base`` is the offset of ``data`` in the input (for locations).
+    """
     flavours = _Flavours()
     start = len(data) - len(data.lstrip(_WS))
     if start == len(data):
         raise InputError("no JSON value found (only whitespace)")
-    fast = line_decoder(data, f"document 1 at byte {start}", sink) if line_decoder is not None else None
+    where = f"document 1 at byte {base + start}"
+    fast = line_decoder(data, where, sink) if line_decoder is not None else None
     if fast is not None:
         flavours.add(fast)
         return flavours.label("json")
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        pass
-    else:
-        flavours.add(call_json_decoder(decoder, value, f"document 1 at byte {start}", sink, None))
+    value, rewrite, exc = loads_tolerant(data)
+    if exc is None:
+        _note_repairs(sink, where, rewrite)
+        flavours.add(call_json_decoder(decoder, value, where, sink, None))
         return flavours.label("json")
-    _split_documents(data, flavours, sink, decoder)
+    assert rewrite is not None
+
+    def reject(location: str, reason: str, raw: bytes) -> None:
+        sink.reject(location, reason, raw=raw, counts_as_span=False)
+
+    salvage = Salvage(rewrite.data, reject, lambda p: base + rewrite.original(p))
+    docs = salvage.run()
+    if rewrite.notes and docs:
+        _note_repairs(sink, f"document 1 at byte {base + start}" if len(docs) == 1 else "documents", rewrite)
+    for n, (offset, value) in enumerate(docs, 1):
+        where = f"document {n} at byte {base + rewrite.original(offset)}"
+        flavours.add(call_json_decoder(decoder, value, where, sink, None))
     return flavours.label("json")
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _split_documents(data: bytes, flavours: _Flavours, sink: Any, decoder: JsonDecoder) -> None:
-    # json's C scanner finds where each document ends (orjson cannot parse a prefix);
-    # orjson then parses the document's own bytes so strictness matches the JSONL path.
-    text = data.decode("utf-8", "surrogateescape")
-    scan = json.JSONDecoder(parse_constant=_reject_constant).raw_decode
-    cpos = 0  # char offset in text
-    bpos = 0  # byte offset of text[cpos] in data
-    n = 0
-
-    def advance(to: int) -> None:
-        nonlocal cpos, bpos
-        bpos += len(text[cpos:to].encode("utf-8", "surrogateescape"))
-        cpos = to
-
-    while True:
-        m = _NON_WS.search(text, cpos)
-        if m is None:
-            break
-        advance(m.start())
-        try:
-            _, end = scan(text, cpos)
-            failure = None
-        except (ValueError, RecursionError) as exc:
-            end = cpos
-            failure = exc
-        if failure is None:
-            blen = len(text[cpos:end].encode("utf-8", "surrogateescape"))
-            raw = data[bpos : bpos + blen]
-            n += 1
-            where = f"document {n} at byte {bpos}"
-            try:
-                value = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                sink.reject(where, f"invalid JSON: {exc}", raw=raw, counts_as_span=False)
-            else:
-                flavours.add(call_json_decoder(decoder, value, where, sink, raw))
-            advance(end)
-            continue
-        err_at = getattr(failure, "pos", cpos) or cpos
-        nxt = text.find("\n{", cpos + 1)
-        nxt = nxt + 1 if nxt >= 0 else text.find("{", max(err_at, cpos + 1))
-        if nxt < 0:
-            nxt = len(text)
-        start_b = bpos
-        skipped = text[cpos:nxt].encode("utf-8", "surrogateescape")
-        reason = failure.msg if isinstance(failure, json.JSONDecodeError) else str(failure)
-        sink.reject(
-            f"byte {start_b}",
-            f"not a JSON document ({reason}); {len(skipped)} bytes skipped",
-            raw=skipped,
-            counts_as_span=False,
-        )
-        advance(nxt)

@@ -32,6 +32,7 @@ from typing import Any
 from fabric_trace.errors import DecodeError
 from fabric_trace.ingest.anyvalue import (
     FAST_CHARS,
+    NON_FINITE,
     cap_string,
     hex_id,
     parse_int64,
@@ -40,6 +41,7 @@ from fabric_trace.ingest.anyvalue import (
     reject_record,
 )
 from fabric_trace.ingest.batch import MAX_TIME_NS, SpanSink, add_span, attributes_json
+from fabric_trace.ingest.json_repair import DAMAGED
 
 _BAD_RECORD = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError, RecursionError)
 _HEXCHARS = frozenset("0123456789abcdefABCDEF")
@@ -66,6 +68,8 @@ def decode_jaeger_json(doc: Any, where: str, sink: SpanSink) -> None:
         if type(traces) is not list:
             raise DecodeError(f"Jaeger 'data' is a {type(traces).__name__}, expected a list")
         for i, tr in enumerate(traces):
+            if tr is DAMAGED:  # quarantined already by the salvage of a damaged document
+                continue
             _trace(tr, f"{prefix}data[{i}]", f"{prefix}data[{i}].", sink)
     elif type(doc) is dict and "spans" in doc:
         _trace(doc, where or "trace", prefix, sink)
@@ -88,6 +92,8 @@ def _trace(tr: Any, path: str, span_prefix: str, sink: SpanSink) -> None:
     tr_tid = tr.get("traceID")
     pre = f"{span_prefix}spans["
     for j, s in enumerate(spans):
+        if s is DAMAGED:
+            continue
         w = f"{pre}{j}]"
         try:
             (t, sp, parent, flags, name, kind, start, end, code, msg, attrs, events, links, rid,
@@ -142,9 +148,14 @@ def _tag_value(tag: dict[str, Any], k: str, where: str, sink: SpanSink, tid: str
             return n
     if typ in (None, "float64") and type(v) is float or typ == "float64" and type(v) in (int, str):
         try:
-            return float(v)
+            d = float(v)
         except (ValueError, OverflowError):
             pass
+        else:
+            if d - d == 0.0:  # finite
+                return d
+            sink.repair(f"{where}[{k[:100]!r}]", NON_FINITE.format(str(v)[:64]) + "; emptied", trace_id=tid, span_id=sid)
+            return None
     if v is None:
         return None
     sink.repair(f"{where}[{k[:100]!r}]", f"tag value {str(v)[:64]!r} does not match type {str(typ)[:20]!r}; emptied",

@@ -22,6 +22,7 @@ from typing import Any
 from fabric_trace.errors import DecodeError
 from fabric_trace.ingest.anyvalue import reject_record
 from fabric_trace.ingest.batch import SpanSink
+from fabric_trace.ingest.json_repair import DAMAGED
 from fabric_trace.ingest.jaeger_json import decode_jaeger_json
 from fabric_trace.ingest.otlp_json import decode_otlp_json
 from fabric_trace.ingest.zipkin_json import decode_zipkin_json
@@ -73,6 +74,8 @@ def decode_json_value(value: Any, where: str, sink: SpanSink) -> str:
         if _is_otlp(first):
             prefix = f"{where}, " if where else ""
             for i, doc in enumerate(value):
+                if doc is DAMAGED:  # quarantined already by the salvage of a damaged document
+                    continue
                 if _is_otlp(doc):
                     decode_otlp_json(doc, f"{prefix}[{i}]", sink)
                 else:

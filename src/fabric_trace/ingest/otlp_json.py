@@ -38,6 +38,7 @@ from fabric_trace.ingest.anyvalue import (
     reject_record,
     time_range_error,
 )
+from fabric_trace.ingest.json_repair import DAMAGED
 from fabric_trace.ingest.batch import EMPTY_OBJECT, MAX_TIME_NS, SPAN_KINDS, STATUS_CODES, SpanSink
 
 _ZT = "0" * 32
@@ -112,7 +113,8 @@ def decode_otlp_json(doc: dict[str, Any], where: str, sink: SpanSink) -> None:
         raise DecodeError(f"{name} is a {type(rss).__name__}, expected a list")
     prefix = f"{where}, {name}[" if where else f"{name}["
     for i, rs in enumerate(rss):
-        _resource_spans(rs, f"{prefix}{i}]", sink)
+        if rs is not DAMAGED:  # quarantined already by the salvage of a damaged document
+            _resource_spans(rs, f"{prefix}{i}]", sink)
 
 
 def _resource_spans(rs: Any, path: str, sink: SpanSink) -> None:
@@ -142,7 +144,8 @@ def _resource_spans(rs: Any, path: str, sink: SpanSink) -> None:
         reject_record(sink, f"{path}.{key}", f"{key} is a {type(sss).__name__}, expected a list", sss)
         return
     for j, ss in enumerate(sss):
-        _scope_spans(ss, f"{path}.{key}[{j}]", rid, sink)
+        if ss is not DAMAGED:
+            _scope_spans(ss, f"{path}.{key}[{j}]", rid, sink)
 
 
 def _scope_spans(ss: Any, path: str, rid: str, sink: SpanSink) -> None:
@@ -187,6 +190,8 @@ def _spans(spans: list[Any], pre: str, rid: str, scid: str, sink: SpanSink) -> N
     statuses = _STATUS
     idc: dict[str, str] = {}  # trace ids memoised: spans of a trace come together
     for k, s in enumerate(spans):
+        if s is DAMAGED:
+            continue
         try:
             if type(s) is not dict:
                 raise DecodeError(f"span is a {type(s).__name__}, expected an object")
@@ -417,7 +422,8 @@ def _reject_all(container: dict[str, Any], path: str, reason: str, sink: SpanSin
         spans = _maybe_camel(ss).get("spans") if type(ss) is dict else None
         if type(spans) is list:
             for k, s in enumerate(spans):
-                _reject_span(s, f"{gpath}.spans[{k}]", reason, sink)
-                rejected = True
+                if s is not DAMAGED:
+                    _reject_span(s, f"{gpath}.spans[{k}]", reason, sink)
+                    rejected = True
     if not rejected:
         reject_record(sink, path, reason, container)

@@ -401,16 +401,24 @@ def _fresh(result: FileResult) -> FileResult:
 
 
 def _already(result: FileResult, prior: Any) -> FileResult:
+    """A file ingested before: nothing is read again, and its counts are those of reading it
+    now: every span it holds is in the store (duplicate), the spans and records rejected
+    then would be rejected again (so ``decoded = ingested + duplicate + rejected`` holds)."""
     result.status = "already-ingested"
     result.format = prior[2]
     result.spans_duplicate = int(prior[1])
+    result.spans_rejected = int(prior[3])
+    result.spans_decoded = result.spans_duplicate + result.spans_rejected
+    result.records_rejected = int(prior[4])
+    result.repairs = int(prior[5])
     result.messages.append(f"{result.path}: already ingested (same sha256 as file #{prior[0]}); 0 new spans")
     return result
 
 
 def _prior(con: duckdb.DuckDBPyConnection, sha256: str) -> Any:
     return con.execute(
-        "SELECT file_id, spans_ingested + spans_duplicate, format FROM files WHERE sha256 = ? "
+        "SELECT file_id, spans_ingested + spans_duplicate, format, spans_rejected, records_rejected, repairs "
+        "FROM files WHERE sha256 = ? "
         "ORDER BY file_id LIMIT 1",
         [sha256],
     ).fetchone()

@@ -19,7 +19,10 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
+from fabric_trace.ingest.anyvalue import NON_FINITE
+
 _unpack_double = struct.Struct("<d").unpack_from
+_PROTO_JSON = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}  # as the protobuf JSON mapping spells them
 
 
 class WireError(Exception):
@@ -184,7 +187,8 @@ class ValueDecoder:
             elif wire == 1 and field == 4:
                 value = _unpack_double(buf, p)[0]
                 if not math.isfinite(value):
-                    self.notes.append(f"attribute {key!r}: non-finite double {value!r} dropped")
+                    self.notes.append(f"attribute {key!r}: {NON_FINITE.format(_PROTO_JSON.get(str(value), value))}; "
+                                      "value emptied")
                     value = None
         return value
 

@@ -57,8 +57,11 @@ def expand(args: list[str]) -> list[Source]:
     """Expand PATH arguments into sources, in a stable order, without duplicates.
 
     Directories are walked recursively (hidden entries, databases and docs are
-    skipped); globs are expanded; ``-`` is standard input. A path that does not
-    exist (or a glob that matches nothing) raises :class:`InputNotFound`.
+    skipped); globs are expanded; ``-`` is standard input. An argument naming an
+    existing file or directory is always taken literally, even when it holds glob
+    characters (``a[1].jsonl``); only an argument that exists under no name is
+    expanded as a glob. A path that does not exist (or a glob that matches
+    nothing) raises :class:`InputNotFound`.
     """
     out: list[Source] = []
     seen: set[str] = set()
@@ -80,7 +83,8 @@ def expand(args: list[str]) -> list[Source]:
                 seen.add("-")
                 out.append(Source("-", None))
             continue
-        matches = sorted(glob.glob(arg, recursive=True)) if glob.has_magic(arg) else [arg]
+        literal = os.path.lexists(arg)
+        matches = sorted(glob.glob(arg, recursive=True)) if glob.has_magic(arg) and not literal else [arg]
         if not matches:
             raise InputNotFound(f"no file matches {arg!r}")
         for m in matches:

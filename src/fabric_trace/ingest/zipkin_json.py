@@ -36,6 +36,7 @@ from fabric_trace.errors import DecodeError
 from fabric_trace.ingest.anyvalue import FAST_CHARS, cap_string, raw_json
 from fabric_trace.ingest.batch import SPAN_KINDS, SpanSink, add_span, attributes_json
 from fabric_trace.ingest.jaeger_json import end_ns, jaeger_id, reject_span, span_name, us_to_ns
+from fabric_trace.ingest.json_repair import DAMAGED
 
 _BAD_RECORD = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError, RecursionError)
 _KINDS = {k: k for k in SPAN_KINDS if k != "UNSPECIFIED"}
@@ -54,6 +55,8 @@ def decode_zipkin_json(spans: list[Any], where: str, sink: SpanSink) -> None:
     scids: dict[tuple[Any, Any], str] = {}
     pre = f"{prefix}["
     for i, s in enumerate(spans):
+        if s is DAMAGED:  # quarantined already by the salvage of a damaged document
+            continue
         w = f"{pre}{i}]"
         try:
             t, sp, parent, name, kind, start, end, code, msg, attrs, events, rid, scid = _span(s, w, rids, scids, sink)
