@@ -383,47 +383,50 @@ def test_parent_empty_or_zero_is_root() -> None:
 # ----------------------------------------------------------------------------- damaged messages
 
 
-def test_bad_utf8_in_one_attribute_rejects_only_that_span() -> None:
+def test_bad_utf8_in_one_attribute_is_repaired() -> None:
     data = request([make_span(1), make_span(2, attrs={"bad": "XXXXMARK"}), make_span(3)], [make_span(4)])
     data = data.replace(b"XXXXMARK", b"\xff\xfeXXMARK")
     batch = decode(data)
-    assert [r[F["name"]] for r in batch.spans] == ["span-1", "span-3", "span-4"]
-    (rej,) = batch.rejections
-    assert "bad UTF-8 in a string field" in rej.reason and rej.where.endswith("resourceSpans[0].scopeSpans[0].spans[1]")
-    assert rej.span_id == make_span(2).span_id.hex() and batch.spans_rejected == 1
+    assert [r[F["name"]] for r in batch.spans] == ["span-1", "span-2", "span-3", "span-4"]
+    assert batch.spans[1][F["attributes"]]["bad"] == "\ufffd\ufffdXXMARK"
+    (rep,) = batch.rejections
+    assert rep.action == "repaired" and rep.where.endswith("resourceSpans[0].scopeSpans[0].spans[1]")
+    assert rep.reason == "invalid UTF-8 in attribute 'bad' (from byte 0 of the value) replaced with U+FFFD"
+    assert rep.span_id == make_span(2).span_id.hex() and batch.spans_rejected == 0
 
 
-def test_bad_utf8_in_span_name_salvages_the_rest() -> None:
+def test_bad_utf8_in_span_name_is_repaired() -> None:
     data = request([make_span(1), make_span(2, name="NAMEMARK"), make_span(3)], [make_span(4)])
     data = data.replace(b"NAMEMARK", b"\xc3NAMEMAR")
     with pytest.raises(Exception):
         ExportTraceServiceRequest.FromString(data)
     batch = decode(data)
-    assert [r[F["name"]] for r in batch.spans] == ["span-1", "span-3", "span-4"]
-    (rej,) = batch.rejections
-    assert rej.reason == "bad UTF-8 in a string field (name)"
-    assert "resourceSpans[0].scopeSpans[0].spans[1] (message byte" in rej.where
-    assert rej.trace_id == make_span(2).trace_id.hex() and rej.raw  # raw bytes kept as hex
-    assert batch.spans[2][F["where"]] == "resourceSpans[1].scopeSpans[0].spans[0]"
+    assert [r[F["name"]] for r in batch.spans] == ["span-1", "\ufffdNAMEMAR", "span-3", "span-4"]
+    (rep,) = batch.rejections
+    at = data.index(b"\xc3NAMEMAR")
+    assert rep.action == "repaired" and rep.reason == f"invalid UTF-8 in name at message byte {at} replaced with U+FFFD"
+    assert rep.where == "resourceSpans[0].scopeSpans[0].spans[1]" and rep.trace_id == make_span(2).trace_id.hex()
+    assert batch.spans[3][F["where"]] == "resourceSpans[1].scopeSpans[0].spans[0]"
 
 
-def test_bad_utf8_in_resource_attribute_rejects_that_resource_spans() -> None:
+def test_bad_utf8_in_resource_attribute_is_repaired() -> None:
     data = request([make_span(1)], resource={"service.name": "RESMARK"}) + request([make_span(2)])
     batch = decode(data.replace(b"RESMARK", b"\xffRESMAR"))
-    assert [r[F["name"]] for r in batch.spans] == ["span-2"]
-    (rej,) = batch.rejections  # each span of that resource is quarantined (counted)
-    assert rej.where == "resourceSpans[0].scopeSpans[0].spans[0]" and "resource: bad UTF-8" in rej.reason
-    assert rej.span_id == make_span(1).span_id.hex() and batch.spans_rejected == 1
+    assert [r[F["name"]] for r in batch.spans] == ["span-1", "span-2"]
+    (rep,) = batch.rejections
+    assert rep.where == "resourceSpans[0].resource" and rep.action == "repaired" and "U+FFFD" in rep.reason
+    assert batch.spans_rejected == 0
 
 
-def test_bad_utf8_in_scope_name_rejects_the_spans_of_that_scope() -> None:
+def test_bad_utf8_in_scope_name_is_repaired() -> None:
     data = request([make_span(1), make_span(2)]) + request([make_span(3)])
     data = data.replace(b"lib", b"\xffib", 1)
     batch = decode(data)
-    assert [r[F["name"]] for r in batch.spans] == ["span-3"]
-    assert [r.reason for r in batch.rejections] == ["bad UTF-8 in a string field (scope.name)"] * 2
-    assert batch.rejections[1].where.startswith("resourceSpans[0].scopeSpans[0].spans[1] (message byte ")
-    assert batch.spans_rejected == 2
+    assert [r[F["name"]] for r in batch.spans] == ["span-1", "span-2", "span-3"]
+    (rep,) = batch.rejections
+    assert rep.where == "resourceSpans[0].scopeSpans[0].scope" and rep.action == "repaired"
+    assert rep.reason.startswith("invalid UTF-8 in scope.name at message byte ")
+    assert batch.scopes[batch.spans[0][F["scope_id"]]][0] == "\ufffdib" and batch.spans_rejected == 0
 
 
 def test_truncated_message_keeps_complete_resource_spans() -> None:

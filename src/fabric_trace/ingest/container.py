@@ -117,6 +117,8 @@ def _dispatch(src: Stream, head: bytes, sink: Any, limits: Limits, json_decoder:
     first = body.lstrip(_JSON_WS)[:1]
     if complete and not first:
         raise InputError("the input holds only whitespace")
+    if not first:  # 64 KiB of JSON whitespace (0x0a is also a protobuf tag; a message never looks like this)
+        return decode_json(io.BufferedReader(src, CHUNK), sink, limits, json_decoder, line_decoder)
     if head[:1] == b"\x0a" and _plausible_raw_proto(head, complete):
         return _raw_proto(src, sink, limits)
     if first in (b"{", b"[") or _json_after_first_line(body):

@@ -76,8 +76,7 @@ def decode_json(reader: io.BufferedReader, sink: Any, limits: Limits, decoder: J
     """
     max_line = limits.max_line_bytes
     head: list[bytes] = []
-    skipped, blank = _skip_blank(reader, head, bom=True)
-    bom = skipped - sum(map(len, head))  # a byte-order mark is skipped, the whitespace is kept in head
+    skipped, blank = _skip_blank(reader, bom=True, limit=max_line)  # leading whitespace: offsets only
     first = reader.readline(max_line + 1)
     lineno = blank + 1
     if len(first) > max_line and not first.endswith(b"\n"):
@@ -109,17 +108,19 @@ def decode_json(reader: io.BufferedReader, sink: Any, limits: Limits, decoder: J
         flavours.add(call_json_decoder(decoder, value, f"line {lineno}", sink, second))
         return _jsonl_rest(reader, lineno, 2, flavours, sink, limits, decoder, second, line_decoder)
     data = _read_rest(reader, b"".join(head), limits.max_document_bytes)
-    return decode_documents(data, sink, decoder, line_decoder, base=bom)
+    return decode_documents(data, sink, decoder, line_decoder, base=skipped)
 
 
 _BAD = object()
-_BLANK = re.compile(rb"[ \t\r\n]*")
 
 
-def _skip_blank(reader: io.BufferedReader, keep: list[bytes] | None = None, bom: bool = False) -> tuple[int, int]:
+def _skip_blank(reader: io.BufferedReader, keep: list[bytes] | None = None, bom: bool = False,
+                limit: int = -1) -> tuple[int, int]:
     """Skip whitespace in bulk (a file of newlines costs no Python per line); return (bytes, newlines).
 
-    The skipped bytes are appended to ``keep`` when given (they belong to a document)."""
+    The skipped bytes are appended to ``keep`` when given (they belong to a document). Past
+    ``limit`` bytes (when given) the input is refused: nothing in a trace file is that much
+    whitespace, and a newline-filled bomb is stopped without expanding it further."""
     nbytes = lines = 0
     while True:
         buf = reader.peek(CHUNK)
@@ -129,7 +130,9 @@ def _skip_blank(reader: io.BufferedReader, keep: list[bytes] | None = None, bom:
             bom = False
             continue
         bom = False
-        k = _BLANK.match(buf).end()  # type: ignore[union-attr]
+        k = len(buf) - len(buf.lstrip())  # lstrip() is fast; it also strips \v and \f, which JSON does not
+        if b"\x0b" in buf[:k] or b"\x0c" in buf[:k]:
+            k = len(buf) - len(buf.lstrip(_WS))
         if not k:
             return nbytes, lines
         lines += buf.count(b"\n", 0, k)
@@ -137,6 +140,9 @@ def _skip_blank(reader: io.BufferedReader, keep: list[bytes] | None = None, bom:
         taken = reader.read(k)
         if keep is not None:
             keep.append(taken)
+        if 0 <= limit < nbytes:
+            raise InputError(f"the first {nbytes} bytes are whitespace (more than max_line_bytes {limit})",
+                             hint="not a trace file")
         if k < len(buf):
             return nbytes, lines
 

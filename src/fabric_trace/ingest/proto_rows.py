@@ -98,7 +98,11 @@ def _miss(b: bytes, ctx: Ctx) -> tuple[str, Any]:
 
 def _status(raw: bytes, ctx: Ctx) -> tuple[str, str | None]:
     """Convert raw Status bytes not in the status cache (cached unless the code is unknown)."""
-    code, message = wire_status(raw)
+    notes = ctx.vd.notes
+    before = len(notes)
+    code, message = wire_status(raw, notes)
+    if 0 <= code < _N_CODES and len(notes) > before:  # repaired: not cached
+        return STATUS_CODES[code], message
     if 0 <= code < _N_CODES:
         r = (STATUS_CODES[code], message)
         if len(_STATUS_CACHE) >= _STATUS_CACHE_MAX:

@@ -12,9 +12,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from fabric_trace.ingest.proto_rows import Ctx, hex_excerpt, resource_id, resource_spans, scope_id, spans
+from fabric_trace.ingest.proto_rows import (
+    Ctx,
+    flush_notes,
+    hex_excerpt,
+    resource_id,
+    resource_spans,
+    scope_id,
+    spans,
+)
 from fabric_trace.ingest.proto_schema import ResourceMsg, ResourceSpansMsg, ScopeMsg, ScopeSpansMsg, SpanMsg
-from fabric_trace.ingest.proto_wire import SCOPE_STRINGS, SPAN_STRINGS, WireError, diagnose, iter_fields, span_ids
+from fabric_trace.ingest.proto_wire import (
+    SCOPE_STRINGS,
+    SPAN_STRINGS,
+    WireError,
+    diagnose,
+    iter_fields,
+    repair_strings,
+    repaired_text,
+    span_ids,
+)
 
 
 def _parse(cls: Any, data: bytes, p: int, q: int) -> Any:
@@ -22,6 +39,27 @@ def _parse(cls: Any, data: bytes, p: int, q: int) -> Any:
         return cls.FromString(data[p:q])
     except Exception:  # upb DecodeError
         return None
+
+
+def _parse_repaired(cls: Any, data: bytes, p: int, q: int, strings: dict[int, Any], base: int) -> tuple[Any, list[str]]:
+    """Parse a message upb refused after replacing invalid UTF-8 in its string fields with U+FFFD.
+
+    Returns (message, repair notes), or (None, []) if it still does not parse."""
+    try:
+        fixed, notes = repair_strings(data, p, q, strings, base)
+    except WireError:
+        return None, []
+    if not notes:
+        return None, []
+    msg = _parse(cls, fixed, 0, len(fixed))
+    return (msg, notes) if msg is not None else (None, [])
+
+
+def _schema_url(data: bytes, p: int, q: int, where: str, ctx: Ctx) -> str:
+    text = repaired_text(data, p, q, "schemaUrl", ctx.vd.notes)
+    if ctx.vd.notes:
+        flush_notes(ctx, where)
+    return text
 
 
 def salvage_request(data: bytes, ctx: Ctx) -> None:
@@ -61,7 +99,7 @@ def _resource_spans(data: bytes, p: int, q: int, ctx: Ctx, where: str) -> None:
             if field == 1:
                 resource = (fp, fq)
             elif field == 3:
-                schema_url = data[fp:fq].decode("utf-8", "replace")
+                schema_url = _schema_url(data, fp, fq, where, ctx)
             elif field in (2, 1000):
                 groups.append(("scopeSpans" if field == 2 else "instrumentationLibrarySpans", fp, fq))
     except WireError as exc:
@@ -137,7 +175,7 @@ def _scope_spans(data: bytes, p: int, q: int, ctx: Ctx, rid: str, where: str) ->
             elif field == 2:
                 ranges.append((fp, fq))
             elif field == 3:
-                schema_url = data[fp:fq].decode("utf-8", "replace")
+                schema_url = _schema_url(data, fp, fq, where, ctx)
     except WireError as exc:
         error = exc
 
@@ -148,6 +186,11 @@ def _scope_spans(data: bytes, p: int, q: int, ctx: Ctx, rid: str, where: str) ->
     smsg = ScopeMsg() if scope is None else _parse(ScopeMsg, data, *scope)
     if smsg is None:
         assert scope is not None
+        smsg, notes = _parse_repaired(ScopeMsg, data, *scope, SCOPE_STRINGS, ctx.base)
+        for note in notes:
+            sink.repair(f"{where}.scope", note)
+    if smsg is None:
+        assert scope is not None
         reject_here(diagnose(data, scope[0], scope[1], SCOPE_STRINGS, ctx.base))
         return
     sid = scope_id(smsg, schema_url, ctx, where, reject_here)
@@ -155,6 +198,12 @@ def _scope_spans(data: bytes, p: int, q: int, ctx: Ctx, rid: str, where: str) ->
         return
     for k, (sp, sq) in enumerate(ranges):
         span = _parse(SpanMsg, data, sp, sq)
+        if span is None:
+            span, notes = _parse_repaired(SpanMsg, data, sp, sq, SPAN_STRINGS, ctx.base)
+            if span is not None:
+                tid, spid = span_ids(data, sp, sq)
+                for note in notes:
+                    sink.repair(f"{where}.spans[{k}]", note, trace_id=tid, span_id=spid)
         if span is not None:
             spans((span,), k, ctx, rid, sid, f"{where}.spans[")
             continue

@@ -108,6 +108,60 @@ def _text(buf: bytes, p: int, q: int, what: str) -> str:
         raise BadUtf8(what) from None
 
 
+def repaired_text(buf: bytes, p: int, q: int, what: str, notes: list[str]) -> str:
+    """A string field, invalid UTF-8 replaced with U+FFFD (and a note in ``notes``)."""
+    try:
+        return buf[p:q].decode()
+    except UnicodeDecodeError as exc:
+        notes.append(f"invalid UTF-8 in {what} (from byte {exc.start} of the value) replaced with U+FFFD")
+        return buf[p:q].decode("utf-8", "replace")
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def repair_strings(buf: bytes, start: int, end: int, strings: dict[int, Any], base: int = 0,
+                   notes: list[str] | None = None) -> tuple[bytes, list[str]]:
+    """The message in ``buf[start:end]`` with invalid UTF-8 in its string fields (``strings``, as
+    for :func:`diagnose`) replaced with U+FFFD; and one note per repaired field, with its byte
+    offset (counted from ``base`` bytes before ``buf``). Raises :class:`WireError` if malformed."""
+    notes = [] if notes is None else notes
+    out: list[bytes] = []
+    prev = start  # buf[prev:] not copied yet
+    next_field = start  # fields are contiguous: each starts where the previous one ended
+    for field, wire, _n, p, q in iter_fields(buf, start, end):
+        here, next_field = next_field, q
+        spec = strings.get(field)
+        if spec is None or wire != 2:
+            continue
+        if isinstance(spec, dict):
+            inner, _ = repair_strings(buf, p, q, spec, base, notes)
+            if inner == buf[p:q]:
+                continue
+            fixed = inner
+        else:
+            try:
+                buf[p:q].decode()
+                continue
+            except UnicodeDecodeError as exc:
+                notes.append(f"invalid UTF-8 in {spec} at message byte {p + exc.start + base} replaced with U+FFFD")
+                fixed = buf[p:q].decode("utf-8", "replace").encode()
+        out.append(buf[prev:here])
+        out.append(_varint(field << 3 | 2) + _varint(len(fixed)) + fixed)
+        prev = q
+    out.append(buf[prev:end])
+    return b"".join(out), notes
+
+
 class ValueDecoder:
     """Converts raw ``KeyValue`` / ``AnyValue`` bytes into Python values.
 
@@ -152,7 +206,7 @@ class ValueDecoder:
             if wire != 2:
                 continue
             if field == 1:
-                key = _text(buf, p, q, "attribute key")
+                key = repaired_text(buf, p, q, "attribute key", self.notes)
             elif field == 2:
                 value = self.any_value(buf, p, q, 1, key)
         return key, value
@@ -203,22 +257,22 @@ class ValueDecoder:
                 if w2 != 2:
                     continue
                 if f2 == 1:
-                    k = _text(buf, p2, q2, f"key inside attribute {key!r}")
+                    k = repaired_text(buf, p2, q2, f"key inside attribute {key!r}", self.notes)
                 elif f2 == 2:
                     v = self.any_value(buf, p2, q2, depth + 1, key)
             out[k] = v
         return out
 
     def _string(self, buf: bytes, p: int, q: int, key: str) -> str:
-        text = _text(buf, p, q, f"attribute {key!r}")
+        text = repaired_text(buf, p, q, f"attribute {key!r}", self.notes)
         if q - p > self.max_str:
             text = buf[p : p + self.max_str].decode("utf-8", "ignore")
             self.notes.append(f"attribute {key!r}: string of {q - p} bytes truncated to {self.max_str}")
         return text
 
 
-def status(buf: bytes) -> tuple[int, str | None]:
-    """Decode a ``Status`` message: (code as int32, message or None)."""
+def status(buf: bytes, notes: list[str]) -> tuple[int, str | None]:
+    """Decode a ``Status`` message: (code as int32, message or None); repairs are noted in ``notes``."""
     code = 0
     message = None
     for field, wire, num, p, q in iter_fields(buf, 0, len(buf)):
@@ -227,7 +281,7 @@ def status(buf: bytes) -> tuple[int, str | None]:
             if code >= 1 << 31:
                 code -= 1 << 32
         elif field == 2 and wire == 2:
-            message = _text(buf, p, q, "status.message") or None
+            message = repaired_text(buf, p, q, "status.message", notes) or None
     return code, message
 
 
