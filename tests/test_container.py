@@ -318,8 +318,10 @@ def test_bad_utf8_span_inside_a_frame() -> None:
     req.resource_spans[0].scope_spans[0].spans[1].attributes[-1].value.string_value = "XMARKX"
     payload = req.SerializeToString().replace(b"XMARKX", b"\xffMARKX")
     _, batch = run(frame(payload))
-    assert len(batch) == 5 and batch.spans_rejected == 1
-    assert "bad UTF-8" in batch.rejections[0].reason and batch.rejections[0].where.startswith("frame 1 at byte 0 ")
+    assert len(batch) == 6 and batch.spans_rejected == 0  # repaired with U+FFFD, not dropped
+    (rep,) = batch.rejections
+    assert rep.action == "repaired" and "invalid UTF-8 in attribute 'bad'" in rep.reason
+    assert rep.where.startswith("frame 1 at byte 0 ")
 
 
 # ----------------------------------------------------------------------------- JSON

@@ -28,7 +28,7 @@ that orjson refused, so valid input never pays for them:
    the skeleton's own syntax, starts a *damaged region*; the region ends where the next
    record at any open level (span, scope, resource, document) starts, found by its first
    key (``{"traceId":``, ``{"scope":``, ``{"resource":``, ``{"resourceSpans":``...; a
-   span must also parse and have a name or a start time). Each region is one quarantine
+   span must also parse and have both ids and a name or a start time). Each region is one quarantine
    record with its byte range (``bytes A-B``); everything outside it loads, at the
    locations a whole parse would give. Time is linear in the input: every byte is
    scanned a bounded number of times.
@@ -546,8 +546,9 @@ class Salvage:
             return False
         if type(value) is not dict:
             return False
-        if kind == "span":
-            return not _SPAN_FIELDS.isdisjoint(value)
+        if kind == "span":  # both ids (a fragment of a damaged span lacks the first) and a span field
+            return (("traceId" in value and "spanId" in value) or ("trace_id" in value and "span_id" in value)) and (
+                not _SPAN_FIELDS.isdisjoint(value))
         if kind == "jspan":
             return "spanID" in value and ("operationName" in value or "startTime" in value)
         return ("traceId" in value and "id" in value) or ("traceID" in value and "spans" in value)  # item
