@@ -83,8 +83,8 @@ def decode_json(reader: io.BufferedReader, sink: Any, limits: Limits, decoder: J
         _skip_long_line(reader, first, lineno, sink, max_line)
         return _jsonl_rest(reader, lineno, 1, _Flavours(), sink, limits, decoder, b"\n", line_decoder)
     fast = line_decoder(first, f"line {lineno}", sink) if line_decoder is not None else None
-    value, rewrite, _ = (_BAD, None, None) if fast is not None else loads_tolerant(first)
-    if fast is not None or value is not None:
+    value, rewrite, exc = (_BAD, None, None) if fast is not None else loads_tolerant(first)
+    if exc is None:
         flavours = _Flavours()
         if fast is not None:
             flavours.add(fast)

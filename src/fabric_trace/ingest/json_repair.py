@@ -313,6 +313,9 @@ _SPAN_FIELDS = frozenset(("name", "startTimeUnixNano", "start_time_unix_nano", "
                           "end_time_unix_nano", "kind", "parentSpanId", "parent_span_id"))
 
 
+_MAX_SKELETON = 16  # open lists before everything deeper is read as a plain value (wrappers cannot recurse)
+
+
 class _Syntax(Exception):
     def __init__(self, pos: int, reason: str) -> None:
         super().__init__(reason)
@@ -422,7 +425,7 @@ class Salvage:
         pos = self._ws(pos + 1)
         if pos < self.n and data[pos] == 0x7D:
             return out, pos + 1
-        children = _SKELETON.get(kind, {})
+        children = _SKELETON.get(kind, {}) if len(self.kinds) < _MAX_SKELETON else {}
         while True:
             m = _KEY.match(data, pos)
             if m is None:
@@ -437,7 +440,11 @@ class Salvage:
             if child is not None and first == 0x5B:
                 value, pos = self._array(pos, child)
             elif child == "doc" and first == 0x7B:
-                value, pos = self._object(pos, "doc")
+                self.kinds.append("doc")  # a wrapper counts as a level (bounds the recursion)
+                try:
+                    value, pos = self._object(pos, "doc")
+                finally:
+                    self.kinds.pop()
             else:
                 value, pos = self._leaf(pos)
             out[key] = value
