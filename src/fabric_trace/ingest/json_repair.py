@@ -494,7 +494,12 @@ class Salvage:
                 elif c == 0x5D:
                     return out, pos + 1
                 else:
-                    pos = self._broken(pos, "expected ',' or ']'")
+                    if kind in _LEAF_KINDS and out and out[-1] is not DAMAGED and not _record_like(out[-1], kind):
+                        # an element that is not a record, then no ',' or ']': it is part of the damage
+                        out[-1] = DAMAGED
+                        self._damaged(start, start + 1, _Syntax(pos, "expected ',' or ']'"))
+                    else:
+                        self._broken(pos, "expected ',' or ']'")
                     target, at = self.resume  # type: ignore[misc]
                     if target != me:
                         return out, at
@@ -551,14 +556,23 @@ class Salvage:
             value, _ = self._leaf(pos)
         except _Syntax:
             return False
-        if type(value) is not dict:
-            return False
-        if kind == "span":  # both ids (a fragment of a damaged span lacks the first) and a span field
-            return (("traceId" in value and "spanId" in value) or ("trace_id" in value and "span_id" in value)) and (
-                not _SPAN_FIELDS.isdisjoint(value))
-        if kind == "jspan":
-            return "spanID" in value and ("operationName" in value or "startTime" in value)
-        return ("traceId" in value and "id" in value) or ("traceID" in value and "spans" in value)  # item
+        return _record_like(value, kind)
+
+
+_LEAF_KINDS = frozenset(("span", "jspan", "item"))
+
+
+def _record_like(value: Any, kind: str) -> bool:
+    """Does a parsed value look like a record of ``kind`` (where a resync may land)?"""
+    if type(value) is not dict:
+        return False
+    if kind == "span":  # both ids (a fragment of a damaged span lacks the first) and a span field
+        return (("traceId" in value and "spanId" in value) or ("trace_id" in value and "span_id" in value)) and (
+            not _SPAN_FIELDS.isdisjoint(value))
+    if kind == "jspan":
+        return "spanID" in value and ("operationName" in value or "startTime" in value)
+    return ("traceId" in value and "id" in value) or ("traceID" in value and "spans" in value) or (
+        not _DOC_KEYS.keys().isdisjoint(value))  # item: a Zipkin span, a Jaeger trace, an OTLP document
 
 
 _PATTERNS: dict[tuple[str, ...], re.Pattern[bytes]] = {}
