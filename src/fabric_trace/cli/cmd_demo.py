@@ -36,8 +36,8 @@ def demo_command(
         else:
             for report in reports.values():
                 write_report(report, fmt)
-        err.print(Text(f"next: {fabric_command('trace', 'ls', db=db)}; "
-                       f"{fabric_command('query', 'SELECT * FROM traces LIMIT 5', db=db)}"))
+        err.print(Text(f"next: {fabric_command('trace', 'ls', db=db)}"))
+        err.print(Text(f"      {fabric_command('query', 'SELECT * FROM traces LIMIT 5', db=db)}"))
 
 
 def analyze_command(
