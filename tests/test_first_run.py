@@ -231,6 +231,7 @@ def test_plain_error_rewrites() -> None:
 
 # -- colour --------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_colour_follows_the_terminal_no_color_and_the_option(healthy_db: str) -> None:
     code, out = run_in_terminal(["trace", "ls", "-n", "3", "--db", healthy_db], 120)
     assert code == 0 and ANSI.search(out), "a terminal gets colours by default"

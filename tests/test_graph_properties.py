@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -53,6 +54,7 @@ def _check_against_brute_force(spans: list[Span], skew: int | None) -> None:
     assert a.facts.repair_count == len(a.repairs)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(traces(weird=True, max_spans=8), min_size=1, max_size=4), SKEW, st.booleans())
 def test_batch_equals_reference(trace_list: list[list[Span]], skew: int | None, hex_ids: bool) -> None:
@@ -69,6 +71,7 @@ def test_batch_equals_reference(trace_list: list[list[Span]], skew: int | None, 
         assert got[name] == ref[name], name
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(traces(weird=True, max_spans=30, max_time=10**12))
 def test_batch_equals_reference_large_times(spans: list[Span]) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pytest
 from test_graph_helpers import reference_tables, to_arrow
 
 from fabric_trace.graph import analyze_trace, compute_trace_metrics, iter_trace_metrics, metrics_from_arrow
@@ -27,6 +28,7 @@ def _timed(fn, *args, **kw):  # type: ignore[no-untyped-def]
     return out, time.perf_counter() - t0
 
 
+@pytest.mark.slow
 def test_100k_deep_chain() -> None:
     # s0 |==============================|
     # s1  |============================|
@@ -43,6 +45,7 @@ def test_100k_deep_chain() -> None:
     assert dt_ref < 60 and dt_batch < 20, (dt_ref, dt_batch)  # guards against quadratic work
 
 
+@pytest.mark.slow
 def test_100k_wide_fan_out() -> None:
     rnd = random.Random(1)
     ids = _ids(N + 1)

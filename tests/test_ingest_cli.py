@@ -176,6 +176,7 @@ def test_decompression_bomb_is_refused(tmp_path: Path, samples: Path) -> None:
     assert "exceeds" in err
 
 
+@pytest.mark.slow
 def test_directories_globs_and_stdin(tmp_path: Path, samples: Path) -> None:
     db = str(tmp_path / "t.duckdb")
     code, summary, _ = ingest(db, str(samples / "generated"))

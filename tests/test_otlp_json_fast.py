@@ -245,6 +245,7 @@ def _mutate(doc: Any, path: tuple[Any, ...], how: str, junk: Any) -> Any:
     return doc
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_spans(), st.data())
 def test_mutated_documents_identical(span: tuple[dict[str, Any], Any], data: st.DataObject) -> None:

@@ -496,6 +496,7 @@ def _expected(v: Any) -> Any:
     return v
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_spans, min_size=1, max_size=6))
 def test_property_roundtrip_exact(specs: list[dict[str, Any]]) -> None:

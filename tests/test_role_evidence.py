@@ -168,6 +168,7 @@ UNRELATED = st.dictionaries(st.sampled_from(["app.x", "foo", "input.value", "tag
     kind=st.sampled_from(["INTERNAL", "CLIENT", "PRODUCER"]),
     seed=st.randoms(use_true_random=False),
 )
+@pytest.mark.slow
 def test_framework_labels_never_change_a_role_with_domain_evidence(db: Store, domain, framework, unrelated, name,
                                                                    kind, seed) -> None:
     attrs, role = domain
