@@ -365,3 +365,45 @@ def test_healthz_methods_and_idle_keepalive_at_stop(tmp_path: Path) -> None:
     assert code == 0 and json.loads(out)["spans_ingested"] == 3
     assert time.monotonic() - t0 < 20  # the 30 s idle timeout was not waited for
     idle.close()
+
+
+def test_sdk_grpc_exporter(tmp_path: Path) -> None:
+    """OTLP/gRPC (--grpc) stores like OTLP/HTTP; bad messages are INVALID_ARGUMENT; the token is checked."""
+    pytest.importorskip("grpc")
+    import re
+
+    import grpc
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+    db = tmp_path / "g.duckdb"
+    collector = CollectProcess(db, "--grpc", "127.0.0.1:0", env={"FABRIC_COLLECT_TOKEN": "tok-123"})
+    m = re.search(r"OTLP/gRPC on 127\.0\.0\.1:(\d+)", collector.stderr)
+    assert m, collector.stderr
+    target = f"127.0.0.1:{m.group(1)}"
+    memory = InMemorySpanExporter()
+    provider = _provider(SimpleSpanProcessor(memory))
+    _agent_spans(provider, traces=3, calls=2)
+    spans = memory.get_finished_spans()
+    try:
+        exporter = GrpcExporter(endpoint=target, insecure=True, headers={"authorization": "Bearer tok-123"},
+                                compression=grpc.Compression.Gzip, timeout=30)
+        assert exporter.export(spans) == SpanExportResult.SUCCESS
+        exporter.shutdown()
+        with grpc.insecure_channel(target) as channel:
+            call = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+            with pytest.raises(grpc.RpcError) as err:
+                call(b"\x0a\x80\x01", metadata=[("authorization", "Bearer tok-123")], timeout=30)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            with pytest.raises(grpc.RpcError) as err:
+                call(b"", timeout=30)
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            reply = ExportTraceServiceResponse.FromString(
+                call(encode_spans(spans).SerializeToString(), metadata=[("authorization", "Bearer tok-123")],
+                     timeout=30))
+            assert not reply.HasField("partial_success")
+    finally:
+        code, out = collector.stop()
+    assert code == 0, collector.stderr
+    summary = json.loads(out)
+    assert summary["spans_ingested"] == len(spans) == 15 and summary["spans_duplicate"] == 15
+    assert summary["requests_refused"] == {"400": 1, "401": 1}

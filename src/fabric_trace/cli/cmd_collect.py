@@ -22,6 +22,9 @@ def collect_command(
                                help="HOST:PORT to listen on (port 0: any free port)."),
     db: Optional[str] = DbOption,
     config: Optional[str] = ConfigOption,
+    grpc: Optional[str] = typer.Option(None, "--grpc",
+                                       help="Also receive OTLP/gRPC on HOST:PORT, e.g. 127.0.0.1:4317 "
+                                            "(needs grpcio)."),
     allow_remote: bool = typer.Option(False, "--allow-remote",
                                       help="Allow a non-loopback --listen address (set --token too)."),
     token: Optional[str] = typer.Option(None, "--token", envvar="FABRIC_COLLECT_TOKEN",
@@ -56,7 +59,7 @@ def collect_command(
             listen=listen, allow_remote=allow_remote, token=token or None, max_body_bytes=max_body_mb * MIB,
             queue_spans=queue_spans, batch_spans=batch_spans, batch_wait=batch_wait,
             snapshot_path=None if no_snapshot else (snapshot or default_snapshot_path(path)),
-            snapshot_interval=snapshot_interval, analyze=not no_analyze,
+            snapshot_interval=snapshot_interval, analyze=not no_analyze, grpc_listen=grpc,
         )
         session = open_collector(path, options, config_path=config, lock_timeout=lock_timeout)
         with session as collector:
@@ -81,7 +84,8 @@ def _serve(err: Console, collector: Any, session: Any, interval: float) -> Any:
         collector.start()
         opts = collector.options
         snap = f"; snapshot for readers: {opts.snapshot_path}" if opts.snapshot_path else ""
-        err.print(Text(f"fabric collect: listening on {collector.url}/v1/traces -> {collector.db_path}{snap}"))
+        grpc = f"; OTLP/gRPC on {collector.grpc_address}" if collector.grpc_address else ""
+        err.print(Text(f"fabric collect: listening on {collector.url}/v1/traces{grpc} -> {collector.db_path}{snap}"))
         if opts.allow_remote and not opts.token:
             err.print(Text("warning: --allow-remote without --token: anyone who can reach the port can write "
                            "spans", style="yellow"))

@@ -24,6 +24,8 @@ from fabric_trace.ingest.limits import MIB, Limits
 from fabric_trace.store.db import snapshot_path_for as default_snapshot_path
 
 DEFAULT_LISTEN = "127.0.0.1:4318"
+#: Seconds the RPCs in flight get to finish when the collector stops (they wait for their commit).
+_GRPC_GRACE = 120.0
 
 
 @dataclass
@@ -40,6 +42,8 @@ class CollectOptions:
     snapshot_path: str | None = None
     snapshot_interval: float = 5.0
     analyze: bool = True
+    #: ``HOST:PORT`` for OTLP/gRPC as well (needs grpcio), or None.
+    grpc_listen: str | None = None
 
 
 @dataclass
@@ -149,6 +153,21 @@ class Collector:
         shown = f"[{bound[0]}]" if family == socket.AF_INET6 else bound[0]
         self.url = f"http://{shown}:{bound[1]}"
         self.committer.endpoint = self.url + "/v1/traces"
+        self.grpc: Any = None
+        self.grpc_address: str | None = None
+        if options.grpc_listen:
+            from fabric_trace.collect.grpc_server import bind_grpc
+
+            g_host, g_port = parse_listen(options.grpc_listen)
+            g_family, g_addr = resolve(g_host, g_port, options.allow_remote)
+            g_shown = f"[{g_addr[0]}]" if g_family == socket.AF_INET6 else g_addr[0]
+            try:
+                self.grpc, port = bind_grpc(f"{g_shown}:{g_addr[1]}", self.committer, self.server,
+                                            token=options.token, max_body=options.max_body_bytes)
+            except BaseException:
+                self.server.server_close()
+                raise
+            self.grpc_address = f"{g_shown}:{port}"
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="fabric-collect-http", daemon=True)
         self._t0 = time.perf_counter()
@@ -157,6 +176,8 @@ class Collector:
     def start(self) -> None:
         self.committer.start()
         self._thread.start()
+        if self.grpc is not None:
+            self.grpc.start()
 
     @property
     def failed(self) -> str | None:
@@ -178,8 +199,11 @@ class Collector:
             raise FabricError("collector stopped twice")  # pragma: no cover
         self._stopped = True
         self.server.shutdown()  # the accept loop ends
+        grpc_done = self.grpc.stop(_GRPC_GRACE) if self.grpc is not None else None  # new RPCs refused
         self.server.close_idle()  # idle keep-alive connections are closed
         self.server.server_close()  # waits for the requests being handled (their commits)
+        if grpc_done is not None:
+            grpc_done.wait(_GRPC_GRACE)
         self.committer.stop()
         seconds = time.perf_counter() - self._t0
         totals = self.committer.snapshot_totals()

@@ -151,6 +151,22 @@ class Committer:
             self._cond.notify_all()
             return True
 
+    def store(self, item: Pending) -> bool | None:
+        """Queue ``item`` and wait until it is committed: True once durable, False when its
+        transaction failed (``item.error``), None when refused (queue full or stopping)."""
+        if not self.offer(item):
+            return None
+        item.done.wait()
+        return item.ok
+
+    def refuse(self, number: int, reason: str, body: bytes) -> None:
+        """An unreadable request (HTTP 400 / gRPC INVALID_ARGUMENT): counted, and kept in the
+        quarantine table (by the next transaction; nobody waits for it)."""
+        batch = SpanBatch()
+        batch.reject(f"request {number}", f"request refused (HTTP 400): {reason}", raw=body, counts_as_span=False)
+        self.offer(Pending(number, batch, b"", "proto", acknowledge=False))
+        self.count_refused(400)
+
     def count_refused(self, status: int) -> None:
         with self._cond:
             self.totals.refused[status] += 1

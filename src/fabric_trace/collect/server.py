@@ -40,7 +40,6 @@ from fabric_trace.collect.protocol import (
     status_body,
     success_body,
 )
-from fabric_trace.ingest.batch import SpanBatch
 from fabric_trace.ingest.limits import Limits
 
 TRACES_PATH = "/v1/traces"
@@ -50,6 +49,14 @@ RETRY_AFTER = 1
 SOCKET_TIMEOUT = 30.0
 #: Largest refused (413) body still read and dropped before answering; beyond it the connection is closed.
 DISCARD_MAX = 256 << 20
+
+
+def rejected_message(item: Pending) -> str:
+    """The ``partial_success.error_message`` of a stored request ("" when nothing was rejected)."""
+    if not item.rejected:
+        return ""
+    return (f"{item.rejected} span(s) rejected as invalid; see fabric's quarantine table "
+            f"(location 'request {item.number} ...')")
 
 
 class CollectorHTTPServer(ThreadingHTTPServer):
@@ -206,20 +213,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._bad(number, str(exc), body, answer)
             return
         item = Pending(number, decoded.batch, data, "json" if ctype == JSON else "proto")
-        if not committer.offer(item):
+        stored = committer.store(item)
+        if stored is None:
             self._busy(answer)
             return
-        item.done.wait()
-        if not item.ok:
+        if not stored:
             self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, RPC_UNAVAILABLE,
                          f"the spans could not be stored: {item.error}", answer,
                          extra={"Retry-After": str(RETRY_AFTER)}, count=True)
             return
-        message = ""
-        if item.rejected:
-            message = (f"{item.rejected} span(s) rejected as invalid; see fabric's quarantine table "
-                       f"(location '{where} ...')")
-        self._send(HTTPStatus.OK, answer, success_body(answer, item.rejected, message))
+        self._send(HTTPStatus.OK, answer, success_body(answer, item.rejected, rejected_message(item)))
 
     # ------------------------------------------------------------------ helpers
 
@@ -256,12 +259,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _bad(self, number: int, reason: str, body: bytes, answer: str) -> None:
         """400 for an unreadable body; the refusal is also kept in the quarantine table."""
-        batch = SpanBatch()
-        batch.reject(f"request {number}", f"request refused (HTTP 400): {reason}", raw=body,
-                     counts_as_span=False)
-        self.server.committer.offer(Pending(number, batch, b"", "proto", acknowledge=False))
+        self.server.committer.refuse(number, reason, body)
         self.server.notice(f"request {number} from {self.client_address[0]} refused (400): {reason}")
-        self._refuse(HTTPStatus.BAD_REQUEST, RPC_INVALID_ARGUMENT, reason, answer)
+        self._refuse(HTTPStatus.BAD_REQUEST, RPC_INVALID_ARGUMENT, reason, answer, count=False)
 
     def _busy(self, answer: str) -> None:
         self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, RPC_UNAVAILABLE,
