@@ -243,6 +243,9 @@ class Committer:
         except duckdb.Error as exc:
             self._fail(group, f"writing a batch failed: {exc}")
             return
+        except Exception as exc:  # noqa: BLE001 - a bug must not leave requests waiting forever
+            self._fail(group, f"internal error while writing a batch: {type(exc).__name__}: {exc}")
+            return
         inserted, duplicate, conflicts = counts
         with self._cond:
             t = self.totals

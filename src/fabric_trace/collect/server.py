@@ -103,6 +103,13 @@ class CollectorHTTPServer(ThreadingHTTPServer):
             else:
                 self._conns[handler] = busy
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A request handler raised (e.g. the client went away mid-answer): a notice, never a traceback."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        self.notice(f"{client_address[0]}: request aborted ({type(exc).__name__}: {exc})")
+
     def close_idle(self) -> None:
         """Stop accepting: close the keep-alive connections that wait for a next request."""
         self.stopping = True
