@@ -12,22 +12,49 @@ from fabric_trace.gate.budgets import METRICS, default_checks, parse_gate_sectio
 
 def test_no_section_gives_the_documented_defaults() -> None:
     s = parse_gate_section({})
-    assert (s.alpha, s.correction, s.min_samples, s.min_tail_samples) == (0.01, "holm", 20, 5)
+    assert (s.alpha, s.correction, s.min_samples, s.min_tail_samples) == (0.01, "holm", 5, 8)
     assert s.fail_on_inconclusive is False
     assert s.checks == default_checks()
     metrics = {(c.metric, c.stat) for c in s.checks}
-    assert {("duration", "p50"), ("duration", "p95"), ("critical_path", "mean"), ("findings", "mean")} <= metrics
+    assert {("duration", "p50"), ("duration", "tail"), ("critical_path", "mean"), ("error_rate", "rate"),
+            ("llm_calls", "mean"), ("llm_tokens", "mean"), ("findings", "mean")} <= metrics
     trust = next(c for c in s.checks if c.metric == "findings")
-    assert (trust.analyzer, trust.min_severity, trust.finding_kinds) == ("trust", "high", ("*",))
+    assert (trust.analyzer, trust.min_severity, trust.finding_kinds) == ("trust", "medium", ("*",))
     assert all(c.relative is not None and c.absolute is not None for c in s.checks)
-    assert s.structure.fail_on == ("peer_added", "region_added", "trust_crossing_added", "finding_kind_added")
+    stratified = [c for c in s.checks if c.stratify]
+    assert [(c.metric, c.stat, c.pooled) for c in stratified] == [("duration", "p50", True)]
+    assert s.structure.fail_on == ("guardrail_removed", "peer_added", "region_added", "trust_crossing_added",
+                                   "finding_kind_added")
+
+
+def test_every_default_check_says_why_and_is_in_the_docs() -> None:
+    from pathlib import Path
+
+    from fabric_trace.gate.budgets import DEFAULT_CHECKS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "ci.md").read_text(encoding="utf-8")
+    section = doc.split("### Default checks", 1)[1].split("\n## ", 1)[0]
+    for d in DEFAULT_CHECKS:
+        assert d.why
+        label = f"`{d.spec.metric}` {d.spec.stat}" + (" by workflow" if d.spec.stratify else "")
+        assert label in section, label
+
+
+def test_stratify_is_validated() -> None:
+    s = parse_gate_section({"defaults": False, "regression": [
+        {"metric": "critical_path", "role": "llm", "stat": "mean", "pooled": True, "stratify": True}]})
+    assert s.checks[0].stratify
+    with pytest.raises(ConfigError, match="stratify needs pooled"):
+        parse_gate_section({"regression": [{"metric": "duration", "stat": "p50", "stratify": True}]})
+    with pytest.raises(ConfigError, match="stratify needs pooled"):
+        parse_gate_section({"regression": [{"metric": "duration", "stat": "p95", "pooled": True, "stratify": True}]})
 
 
 def test_configured_check_replaces_the_default_of_the_same_identity() -> None:
-    s = parse_gate_section({"regression": [{"metric": "duration", "stat": "p95", "relative": 0.2, "absolute": 50}]})
-    p95 = [c for c in s.checks if c.metric == "duration" and c.stat == "p95"]
-    assert len(p95) == 1 and (p95[0].relative, p95[0].absolute) == (0.2, 50.0)
-    assert p95[0].origin == "gate.regression[0]"
+    s = parse_gate_section({"regression": [{"metric": "duration", "stat": "p50", "relative": 0.2, "absolute": 50}]})
+    p50 = [c for c in s.checks if c.metric == "duration" and c.stat == "p50" and not c.pooled]
+    assert len(p50) == 1 and (p50[0].relative, p50[0].absolute) == (0.2, 50.0)
+    assert p50[0].origin == "gate.regression[0]"
     assert len(s.checks) == len(default_checks())
 
 

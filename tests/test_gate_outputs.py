@@ -15,6 +15,7 @@ from fabric_trace.gate.outputs import (
     SideInfo,
     gate_report,
     github_annotations,
+    compact_report,
     headline,
     junit_xml,
     markdown_summary,
@@ -80,7 +81,7 @@ def test_json_document() -> None:
     base, cand = _sides()
     outcome = _outcome()
     doc = json.loads(render(gate_report(outcome, base, cand, None, 1), "json"))
-    assert doc["version"] == 1 and doc["verdict"] == "fail" and doc["exit_code"] == 1
+    assert doc["version"] == 2 and doc["verdict"] == "fail" and doc["exit_code"] == 1
     assert doc["summary"] == {"checks": 5, "failed": 2, "inconclusive": 1, "passed": 2}
     assert doc["settings"]["alpha"] == 0.01 and doc["settings"]["correction"] == "holm"
     assert doc["baseline"] == {"source": "b.duckdb", "kind": "database", "traces": 80,
@@ -126,3 +127,31 @@ def test_github_annotations_escape_data() -> None:
 
 def test_headline_counts() -> None:
     assert headline(_outcome()) == "fabric gate: FAIL (2 failed, 1 inconclusive, 2 passed of 5 checks)"
+
+
+def test_inconclusive_run_never_reads_as_a_pass() -> None:
+    outcome = _outcome()
+    outcome.results = [r for r in outcome.results if r.verdict != "fail"]
+    assert outcome.verdict == "inconclusive"
+    line = headline(outcome)
+    assert line.startswith("fabric gate: INCONCLUSIVE (1 of 3 checks could not decide") and "PASS" not in line
+    base, cand = _sides()
+    doc = json.loads(render(gate_report(outcome, base, cand, None, 0), "json"))
+    assert doc["verdict"] == "inconclusive" and doc["exit_code"] == 0
+
+
+def test_compact_view_lists_failed_and_inconclusive_checks_and_counts_the_rest() -> None:
+    base, cand = _sides()
+    full = gate_report(_outcome(), base, cand, None, 1)
+    compact = compact_report(full)
+    (table,) = compact.tables
+    assert [r["verdict"] for r in table.rows] == ["FAIL", "FAIL", "INCONCLUSIVE"]
+    assert all(set(r) == {"verdict", "check", "workflow", "delta", "reason"} for r in table.rows)
+    assert table.rows[0]["delta"] == "+50.0 ms (+50.0%)"  # the observed change, inconclusive rows too
+    assert compact.notes[0].startswith("2 passing check(s) not listed (--verbose")
+    assert compact.data == full.data  # JSON keeps every check
+    text = render(compact, "table")
+    assert text.startswith("fabric gate: FAIL") and "duration p95" not in text  # a passing check is folded
+    passing = _outcome()
+    passing.results = [r for r in passing.results if r.verdict == "pass"]
+    assert compact_report(gate_report(passing, base, cand, None, 0)).tables == []

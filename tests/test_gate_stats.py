@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fabric_trace.gate import stats
 
@@ -72,3 +74,71 @@ def test_false_positive_rate_under_the_null_is_at_most_alpha(test: str) -> None:
             p = stats.bootstrap_quantile(a, b, 0.95, resamples=400, seed=rep).p_value
         hits += p < 0.05
     assert hits <= 20  # 5 % expected (10 = 5 %); a miscalibrated test would exceed this often
+
+
+# -- exact small-sample tests ---------------------------------------------------------------------
+
+def _brute_force_p(base: list[float], cand: list[float]) -> float:
+    """P(candidate mid-rank sum >= observed) over every split of the pooled values (enumerated)."""
+    import itertools
+
+    from scipy.stats import rankdata
+
+    pooled = cand + base
+    ranks = rankdata(pooled)
+    observed = ranks[:len(cand)].sum()
+    sums = [sum(ranks[i] for i in idx) for idx in itertools.combinations(range(len(pooled)), len(cand))]
+    return sum(s >= observed - 1e-9 for s in sums) / len(sums)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 4), min_size=1, max_size=7), st.lists(st.integers(0, 4), min_size=1, max_size=7))
+def test_exact_mann_whitney_with_ties_equals_enumeration(base: list[int], cand: list[int]) -> None:
+    b, c = [float(x) for x in base], [float(x) for x in cand]
+    result = stats.mann_whitney(np.array(b), np.array(c))
+    if len(set(b + c)) == 1:
+        assert result.p_value == 1.0
+        return
+    assert result.method == "mann-whitney exact"
+    assert result.p_value == pytest.approx(_brute_force_p(b, c), abs=1e-9)
+    assert result.min_p <= result.p_value
+
+
+def test_exact_mann_whitney_without_ties_matches_scipy_and_decides_ten_traces() -> None:
+    from scipy.stats import mannwhitneyu
+
+    base, slower = _lognormal(11, 10), _lognormal(12, 10, scale=2.0)
+    result = stats.mann_whitney(base, slower)
+    assert result.method == "mann-whitney exact"
+    assert result.p_value == pytest.approx(mannwhitneyu(slower, base, alternative="greater", method="exact").pvalue)
+    assert result.min_p == pytest.approx(1 / 184756)  # 1 / C(20, 10): complete separation
+    big = stats.mann_whitney(_lognormal(13, 80), _lognormal(14, 80))
+    assert big.method == "mann-whitney"  # 160 traces: the normal approximation
+
+
+def test_stratified_mann_whitney_combines_workflows_and_ignores_the_mix() -> None:
+    rng = np.random.default_rng(3)
+    fast, slow = rng.lognormal(np.log(100), 0.3, 40), rng.lognormal(np.log(2000), 0.3, 40)
+    # same per-workflow distributions, but the candidate runs the slow workflow far more often
+    strata = [(fast[:30], fast[30:32]), (slow[:5], slow[5:35])]
+    assert stats.mann_whitney_stratified(strata).p_value > 0.05
+    pooled = stats.mann_whitney(np.concatenate([fast[:30], slow[:5]]), np.concatenate([fast[30:32], slow[5:35]]))
+    assert pooled.p_value < 1e-6  # a pooled test would call the mix a regression
+    small = [(_lognormal(20 + i, 10), _lognormal(30 + i, 10, scale=1.6)) for i in range(3)]
+    combined = stats.mann_whitney_stratified(small)
+    assert combined.method == "mann-whitney stratified exact"
+    assert combined.p_value < min(stats.mann_whitney(b, c).p_value for b, c in small)
+
+
+def test_exceedance_test_is_exact_and_one_sided() -> None:
+    base, slower = _lognormal(40, 60), _lognormal(41, 60, scale=2.5)
+    result = stats.quantile_exceedance(base, slower, 0.9)
+    assert result.p_value < 1e-3 and result.method == "exceedance p90 (fisher exact)"
+    assert stats.quantile_exceedance(slower, base, 0.9).p_value > 0.5
+    assert result.min_p <= result.p_value
+
+
+def test_tarone_leaves_out_tests_that_cannot_be_significant() -> None:
+    assert stats.testable([1e-6, 0.5, 0.02, 1e-5, 0.004], 0.01) == [True, False, False, True, False]
+    assert stats.testable([1e-9] * 5, 0.01) == [True] * 5
+    assert stats.testable([], 0.01) == []

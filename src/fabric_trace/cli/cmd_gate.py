@@ -39,6 +39,9 @@ def gate_command(
     fail_on_inconclusive: Optional[bool] = typer.Option(
         None, "--fail-on-inconclusive/--no-fail-on-inconclusive",
         help="Whether an inconclusive check fails the gate (overrides [gate] fail_on_inconclusive)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="List every check in the table, passing ones too (default: failed and "
+                                      "inconclusive checks only, passing ones counted)."),
     lock_timeout: float = LockTimeoutOption,
 ) -> None:
     """Fail the build on a real regression of the candidate run against the baseline (docs/ci.md).
@@ -46,7 +49,7 @@ def gate_command(
     Exit codes: 0 pass, 1 a check failed, other codes a tool or input error (docs/exit-codes.md).
     """
     from fabric_trace.gate import run_gate
-    from fabric_trace.gate.outputs import github_annotations, headline, junit_xml, markdown_summary
+    from fabric_trace.gate.outputs import compact_report, github_annotations, headline, junit_xml, markdown_summary
 
     err = stderr_console()
     with guarded(err):
@@ -58,14 +61,16 @@ def gate_command(
             _write_file(junit, junit_xml(run.outcome), "JUnit")
         if markdown:
             _write_file(markdown, markdown_summary(run.report), "Markdown")
-        write_report(run.report, fmt)
+        compact = fmt == OutputFormat.table and not verbose
+        write_report(compact_report(run.report) if compact else run.report, fmt)
         if os.environ.get("GITHUB_ACTIONS") == "true":
             # workflow commands are read from stdout; keep a machine-readable stdout clean
             stream = sys.stdout if fmt in (OutputFormat.table, OutputFormat.markdown) else sys.stderr
             for line in github_annotations(run.outcome):
                 print(line, file=stream)
             stream.flush()
-        err.print(headline(run.outcome), style="bold red" if run.exit_code else "bold green", markup=False)
+        style = {"fail": "bold red", "inconclusive": "bold yellow"}.get(run.outcome.verdict, "bold green")
+        err.print(headline(run.outcome), style=style, markup=False)
     if run.exit_code:
         raise typer.Exit(run.exit_code)
 

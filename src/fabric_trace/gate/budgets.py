@@ -5,12 +5,11 @@ Parsed once into a frozen :class:`GateSettings`; every bad value raises
 docs/config.md (``## [gate]``); the metric vocabulary is :data:`METRICS`.
 
 Without a ``[gate]`` section (or with ``defaults = true``, the default) the
-gate runs :func:`default_checks`: no significant regression of end-to-end
-latency (p50 and p95), of critical-path time per role, of the error rate,
-of state locality (cache miss rate, cross-region accesses) and of
-high-severity trust findings per trace, each per workflow. A configured check
-with the same identity (kind, metric, statistic, role, finding filter, scope)
-replaces the default one.
+gate runs the checks of :data:`DEFAULT_CHECKS` (one table, each row with the
+reason it is there, documented in docs/ci.md "Default checks") and fails on
+the structural changes of :data:`DEFAULT_STRUCTURE_FAIL_ON`. A configured
+check with the same identity (kind, metric, statistic, role, finding filter,
+scope) replaces the default one.
 """
 
 from __future__ import annotations
@@ -30,15 +29,26 @@ SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
 #: Percentile statistics and their quantile.
 PERCENTILES: dict[str, float] = {"p50": 0.50, "p75": 0.75, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 
+#: ``stat = "tail"``: the highest of these percentiles that both sides' traces support
+#: (``min_tail_samples`` traces above it), chosen per workflow; none supported -> the check is skipped.
+TAIL_PERCENTILES: tuple[str, ...] = ("p95", "p90", "p75")
+
+#: Roles whose steps are guardrails: a removed ``X -> policy`` edge is a ``guardrail_removed`` change.
+GUARDRAIL_ROLES: tuple[str, ...] = ("policy",)
+
 #: Structural change categories the gate can fail on (see :mod:`fabric_trace.gate.diff`).
 STRUCTURE_CATEGORIES: tuple[str, ...] = (
     "role_added", "role_removed", "service_added", "service_removed", "peer_added", "peer_removed",
     "region_added", "region_removed", "calls_increased", "calls_decreased", "trust_crossing_added",
-    "finding_kind_added",
+    "finding_kind_added", "guardrail_removed",
 )
 DEFAULT_STRUCTURE_FAIL_ON: tuple[str, ...] = (
-    "peer_added", "region_added", "trust_crossing_added", "finding_kind_added",
+    "guardrail_removed", "peer_added", "region_added", "trust_crossing_added", "finding_kind_added",
 )
+#: Structural categories that are security relevant: a change seen but not significant is inconclusive
+#: (someone should look), not a pass.
+SECURITY_CATEGORIES: frozenset[str] = frozenset(
+    {"guardrail_removed", "peer_added", "region_added", "trust_crossing_added", "finding_kind_added"})
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,7 @@ class MetricDef:
     def stats(self) -> tuple[str, ...]:
         """Statistics allowed for this metric."""
         if self.kind == "sample":
-            base = ("mean", *PERCENTILES, "max")
+            base = ("mean", *PERCENTILES, "tail", "max")
             return (*base, "total") if self.unit in ("count", "tokens") else base
         return ("rate",)
 
@@ -108,6 +118,9 @@ class CheckSpec:
     """Workflows to check; ``None`` = every workflow present."""
     pooled: bool = False
     """One check over the selected traces together instead of one per workflow."""
+    stratify: bool = False
+    """With ``pooled``: compare within each workflow and combine (a stratified test; the statistic is the
+    workflows' values weighted by their share of both runs' traces), so the workflow mix does not count."""
     roles: tuple[str, ...] | None = None
     """For role metrics: the roles; ``("*",)`` = every role on the critical path."""
     analyzer: str | None = None
@@ -126,8 +139,8 @@ class CheckSpec:
 
     def identity(self) -> tuple[Any, ...]:
         """What makes two specs "the same check" (a configured one replaces a default one)."""
-        return (self.kind, self.metric, self.stat, self.workflows, self.pooled, self.roles, self.analyzer,
-                self.finding_kinds, self.min_severity)
+        return (self.kind, self.metric, self.stat, self.workflows, self.pooled, self.stratify, self.roles,
+                self.analyzer, self.finding_kinds, self.min_severity)
 
 
 @dataclass(frozen=True)
@@ -147,8 +160,10 @@ class GateSettings:
 
     alpha: float = 0.01
     correction: str = "holm"
-    min_samples: int = 20
-    min_tail_samples: int = 5
+    min_samples: int = 5
+    """Traces per side and scope below which a check is inconclusive whatever the data shows."""
+    min_tail_samples: int = 8
+    """A percentile ``pXX`` needs this many traces above it on each side (``n x (1 - XX/100)``)."""
     bootstrap_resamples: int = 2000
     seed: int = 0
     fail_on_inconclusive: bool = False
@@ -161,26 +176,50 @@ class GateSettings:
         return replace(self, **changes)
 
 
+@dataclass(frozen=True)
+class DefaultCheck:
+    """One row of the default-check table: the check, and why a team wants it on day one."""
+
+    spec: CheckSpec
+    why: str
+
+
+def _default(metric: str, stat: str, why: str, **kw: Any) -> DefaultCheck:
+    m = METRICS[metric]
+    return DefaultCheck(CheckSpec("regression", metric, stat, relative=m.relative, absolute=m.absolute, **kw), why)
+
+
+#: The default checks (each per workflow), in evaluation order. docs/ci.md "Default checks" lists them.
+DEFAULT_CHECKS: tuple[DefaultCheck, ...] = (
+    _default("duration", "p50", "what a typical user waits for, end to end"),
+    _default("duration", "p50", "all workflows at once, each compared with itself: decides a small run "
+                                "whose workflows have too few traces each; a new workflow mix is no regression",
+             pooled=True, stratify=True),
+    _default("duration", "tail", "the slow requests users complain about: p95 from 160 traces per side, "
+                                 "p90 from 80, p75 from 32 (min_tail_samples above it); skipped below"),
+    _default("critical_path", "mean", "where the time went: a slower step on the critical path, by role",
+             roles=("*",)),
+    _default("error_rate", "rate", "more traces with a failed step"),
+    _default("llm_calls", "mean", "extra LLM loops or retries cost money and time"),
+    _default("llm_tokens", "mean", "a longer prompt or answer is a cost regression"),
+    _default("cache_miss_rate", "rate", "a broken cache shows up as misses before it shows up as latency"),
+    _default("cross_region_accesses", "mean", "state read from another region: latency and data residency"),
+    _default("findings", "mean", "every trust finding kind of severity medium or more, per trace: a rise "
+                                 "means more unguarded or exposed steps", analyzer="trust", finding_kinds=("*",),
+             min_severity="medium"),
+)
+
+
 def default_checks() -> tuple[CheckSpec, ...]:
-    """The checks that run when the config defines none (see module docstring)."""
-    specs = (
-        CheckSpec("regression", "duration", "p50"),
-        CheckSpec("regression", "duration", "p95"),
-        CheckSpec("regression", "critical_path", "mean", roles=("*",)),
-        CheckSpec("regression", "error_rate", "rate"),
-        CheckSpec("regression", "cache_miss_rate", "rate"),
-        CheckSpec("regression", "cross_region_accesses", "mean"),
-        CheckSpec("regression", "findings", "mean", analyzer="trust", finding_kinds=("*",), min_severity="high"),
-    )
-    return tuple(replace(s, relative=METRICS[s.metric].relative, absolute=METRICS[s.metric].absolute)
-                 for s in specs)
+    """The checks that run when the config defines none (:data:`DEFAULT_CHECKS`)."""
+    return tuple(d.spec for d in DEFAULT_CHECKS)
 
 
 _TOP_KEYS = {"alpha", "correction", "min_samples", "min_tail_samples", "bootstrap_resamples", "seed",
              "fail_on_inconclusive", "defaults", "budget", "regression", "structure"}
 _COMMON_CHECK_KEYS = {"metric", "stat", "workflow", "pooled", "role", "analyzer", "kind", "min_severity"}
 _BUDGET_KEYS = _COMMON_CHECK_KEYS | {"max"}
-_REGRESSION_KEYS = _COMMON_CHECK_KEYS | {"relative", "absolute", "test"}
+_REGRESSION_KEYS = _COMMON_CHECK_KEYS | {"relative", "absolute", "test", "stratify"}
 _STRUCTURE_KEYS = {"fail_on", "min_traces", "finding_min_severity"}
 
 
@@ -196,8 +235,8 @@ def parse_gate_section(section: Mapping[str, Any], where: str = "[gate]") -> Gat
     settings = GateSettings(
         alpha=alpha,
         correction=correction,
-        min_samples=_integer(section, "min_samples", 20, where, minimum=2),
-        min_tail_samples=_integer(section, "min_tail_samples", 5, where, minimum=1),
+        min_samples=_integer(section, "min_samples", GateSettings.min_samples, where, minimum=2),
+        min_tail_samples=_integer(section, "min_tail_samples", GateSettings.min_tail_samples, where, minimum=1),
         bootstrap_resamples=_integer(section, "bootstrap_resamples", 2000, where, minimum=200),
         seed=_integer(section, "seed", 0, where, minimum=0),
         fail_on_inconclusive=_boolean(section, "fail_on_inconclusive", False, where),
@@ -262,6 +301,12 @@ def _check(entry: Mapping[str, Any], kind: CheckKind, where: str) -> CheckSpec:
             raise ConfigError(f"{where}: max of {name} is a fraction between 0 and 1, got {limit}",
                               hint="write 0.3 for 30 %")
         return replace(spec, max=limit)
+    stratify = _boolean(entry, "stratify", False, where)
+    if stratify and not (spec.pooled and metric.kind == "sample" and stat in ("mean", "p50")
+                         and entry.get("test", "auto") in ("auto", "mannwhitney")):
+        raise ConfigError(f"{where}: stratify needs pooled = true, a per-trace metric and stat mean or p50 "
+                          "(a rank test within each workflow)")
+    spec = replace(spec, stratify=stratify)
     relative = _number(entry, "relative", metric.relative, where)
     absolute = _number(entry, "absolute", metric.absolute, where)
     if relative < 0 or absolute < 0:
@@ -269,7 +314,7 @@ def _check(entry: Mapping[str, Any], kind: CheckKind, where: str) -> CheckSpec:
     if relative == 0 and absolute == 0:
         raise ConfigError(f"{where}: relative and absolute cannot both be 0 (any noise would count as a regression)")
     test = entry.get("test", "auto")
-    valid_tests = ("auto", "mannwhitney", "bootstrap") if metric.kind == "sample" else ("auto",)
+    valid_tests = ("auto", "mannwhitney", "exceedance", "bootstrap") if metric.kind == "sample" else ("auto",)
     if test not in valid_tests:
         raise ConfigError(f"{where}: test must be one of {', '.join(valid_tests)}, got {test!r}")
     return replace(spec, relative=relative, absolute=absolute, test=test)

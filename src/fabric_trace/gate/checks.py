@@ -10,20 +10,27 @@
 * A **structure** check fails when the structural diff shows a significant
   change of a category listed in ``[gate.structure] fail_on``.
 
-Too few traces make a check *inconclusive* (never a silent pass or fail):
-``min_samples`` traces per side and scope, and for a percentile ``pXX``
-enough traces that ``min_tail_samples`` of them lie above it.
+Tests are exact where samples are small (:mod:`fabric_trace.gate.stats`).
+A check is *inconclusive* (never a silent pass or fail) only when the data
+cannot decide it: fewer than ``min_samples`` traces per side and scope, a
+percentile ``pXX`` without ``min_tail_samples`` traces above it, or an
+observed change beyond the practical threshold whose test could not be
+significant even for the most extreme data of that sample size (its smallest
+attainable p-value times the family size is not below ``alpha``).
 """
 
 from __future__ import annotations
 
 import math
 import zlib
+from dataclasses import replace
+
+import numpy as np
 from typing import Any
 
 from fabric_trace.gate import stats
-from fabric_trace.gate.budgets import PERCENTILES, SEVERITIES, GateSettings
-from fabric_trace.gate.diff import StructuralDiff
+from fabric_trace.gate.budgets import PERCENTILES, SECURITY_CATEGORIES, SEVERITIES, GateSettings
+from fabric_trace.gate.diff import DiffItem, StructuralDiff
 from fabric_trace.gate.metrics import SideMetrics
 from fabric_trace.gate.results import CheckResult, GateOutcome, Verdict, format_value, p_text
 from fabric_trace.gate.samples import ALL, Concrete, Sample, denominator, expand, missing_source, sample_of, too_few
@@ -45,7 +52,9 @@ def evaluate(settings: GateSettings, base: SideMetrics, cand: SideMetrics,
                 if note not in notes:
                     notes.append(note)
                 continue
-        for concrete in expand(spec, base, cand):
+        concretes, skipped = expand(spec, base, cand, settings)
+        notes.extend(n for n in skipped if n not in notes)
+        for concrete in concretes:
             if missing:
                 results.append(_result(concrete, "inconclusive", f"cannot be computed: {missing}", settings))
                 continue
@@ -69,7 +78,7 @@ def _threshold_text(c: Concrete) -> str:
 
 def _result(c: Concrete, verdict: Verdict, reason: str, settings: GateSettings, **kw: Any) -> CheckResult:
     return CheckResult(
-        name=c.name, kind=c.spec.kind, workflow=c.workflow, metric=c.spec.metric, stat=c.spec.stat,
+        name=c.name, kind=c.spec.kind, workflow=c.workflow, metric=c.spec.metric, stat=c.stat,
         unit=c.metric.unit, baseline=kw.pop("baseline", None), candidate=kw.pop("candidate", None),
         delta=kw.pop("delta", None), threshold=kw.pop("threshold", None), threshold_text=_threshold_text(c),
         verdict=verdict, reason=reason, role=c.role, origin=c.spec.origin, **kw,
@@ -83,12 +92,12 @@ def _finite(value: float) -> float | None:
 def _budget(c: Concrete, cand: SideMetrics, base: SideMetrics, settings: GateSettings) -> CheckResult:
     sc, sb = sample_of(c, cand), sample_of(c, base)
     kind = c.metric.kind
-    b_val = _finite(sb.statistic(c.spec.stat, kind)) if sb.n else None
+    b_val = _finite(sb.statistic(c.stat, kind)) if sb.n else None
     common = {"n_baseline": sb.n, "n_candidate": sc.n, "threshold": c.spec.max, "baseline": b_val}
     short = too_few(c, None, sc, settings)
     if short:
         return _result(c, "inconclusive", short, settings, **common)
-    value = sc.statistic(c.spec.stat, kind)
+    value = sc.statistic(c.stat, kind)
     if not math.isfinite(value):
         return _result(c, "pass", f"no {denominator(c)} in the candidate: nothing to measure", settings, **common)
     delta = value - b_val if b_val is not None else None
@@ -111,29 +120,62 @@ def _seed(settings: GateSettings, c: Concrete) -> int:
 def _regression(c: Concrete, base: SideMetrics, cand: SideMetrics, settings: GateSettings) -> dict[str, Any]:
     """Everything of one regression check except the final (family-adjusted) verdict."""
     sb, sc = sample_of(c, base), sample_of(c, cand)
-    kind, stat = c.metric.kind, c.spec.stat
+    kind, stat = c.metric.kind, c.stat
     out: dict[str, Any] = {"n_baseline": sb.n, "n_candidate": sc.n}
     short = too_few(c, sb, sc, settings)
-    b_val, c_val = sb.statistic(stat, kind), sc.statistic(stat, kind)
+    if c.spec.stratify:
+        b_val, c_val = _stratified_values(stat, sb, sc)
+    else:
+        b_val, c_val = sb.statistic(stat, kind), sc.statistic(stat, kind)
     out["baseline"], out["candidate"] = _finite(b_val), _finite(c_val)
+    if math.isfinite(b_val) and math.isfinite(c_val):
+        out["delta"] = c_val - b_val
+        out["threshold"] = max((c.spec.relative or 0.0) * abs(b_val), c.spec.absolute or 0.0)
     if short:
-        out["inconclusive"] = short
+        out["inconclusive"] = short + _observed(out, c.metric.unit)
         return out
     if not math.isfinite(b_val) and not math.isfinite(c_val):
         out["pass"] = f"no {denominator(c)} on either side: nothing to compare"
         return out
     delta = c_val - b_val
-    threshold = max((c.spec.relative or 0.0) * abs(b_val), c.spec.absolute or 0.0)
+    threshold = out["threshold"] if "threshold" in out else max(c.spec.absolute or 0.0, 0.0)
     out.update(delta=delta, threshold=threshold, practical=delta > threshold)
     result = _test(c, sb, sc, settings)
-    out.update(test=result.method, p_value=result.p_value, ci=result.ci)
+    out.update(test=result.method, p_value=result.p_value, ci=result.ci, min_p=result.min_p)
     if c.spec.metric == "duration":
         out["details"] = {"attribution": _attribution(c, base, cand)}
     return out
 
 
+def _common_strata(sb: Sample, sc: Sample) -> list[str]:
+    assert sb.strata is not None and sc.strata is not None
+    return sorted(set(sb.strata.tolist()) & set(sc.strata.tolist()))
+
+
+def _stratified_values(stat: str, sb: Sample, sc: Sample) -> tuple[float, float]:
+    """Baseline and candidate statistic per workflow, averaged with the same weights on both sides
+    (each workflow's share of the traces of both runs; workflows on one side only are left out)."""
+    common = _common_strata(sb, sc)
+    if not common:
+        return math.nan, math.nan
+    weights = np.array([len(sb.stratum(w)) + len(sc.stratum(w)) for w in common], dtype=float)
+    weights /= weights.sum()
+    values = []
+    for side in (sb, sc):
+        per = [Sample(len(side.stratum(w)), values=side.stratum(w)).statistic(stat, "sample") for w in common]
+        values.append(float(np.dot(weights, per)))
+    return values[0], values[1]
+
+
+def _observed(d: dict[str, Any], unit: str) -> str:
+    """``; observed +12.0% (+30.1 ms)`` for a check that could not decide, when both sides have a value."""
+    if d.get("delta") is None:
+        return ""
+    return f"; observed {_change_text(d.get('baseline'), d['delta'], unit)}"
+
+
 def _test(c: Concrete, sb: Sample, sc: Sample, settings: GateSettings) -> stats.TestResult:
-    kind, stat = c.metric.kind, c.spec.stat
+    kind, stat = c.metric.kind, c.stat
     seed = _seed(settings, c)
     if kind == "proportion":
         assert sb.values is not None and sc.values is not None
@@ -146,9 +188,13 @@ def _test(c: Concrete, sb: Sample, sc: Sample, settings: GateSettings) -> stats.
     q = PERCENTILES.get(stat)
     test = c.spec.test
     if test == "auto":
-        test = "bootstrap" if q is not None and q > 0.5 else "mannwhitney"
+        test = "exceedance" if q is not None and q > 0.5 else "mannwhitney"
+    if test == "mannwhitney" and c.spec.stratify:
+        return stats.mann_whitney_stratified([(sb.stratum(w), sc.stratum(w)) for w in _common_strata(sb, sc)])
     if test == "mannwhitney":
         return stats.mann_whitney(sb.values, sc.values)
+    if test == "exceedance" and q is not None:
+        return stats.quantile_exceedance(sb.values, sc.values, q)
     return stats.bootstrap_quantile(sb.values, sc.values, q, resamples=settings.bootstrap_resamples,
                                     seed=seed, alpha=settings.alpha)
 
@@ -169,9 +215,18 @@ def _attribution(c: Concrete, base: SideMetrics, cand: SideMetrics) -> list[dict
 
 def _decide_regressions(pending: list[tuple[Concrete, dict[str, Any]]], settings: GateSettings) -> list[CheckResult]:
     tested = [i for i, (_, d) in enumerate(pending) if d.get("p_value") is not None]
+    # Tarone: a test whose most extreme outcome could not be significant is left out of the family (it
+    # cannot fail, and counting it would only weaken the others); its check says it cannot decide
+    if settings.correction != "none":
+        able = stats.testable([pending[i][1]["min_p"] for i in tested], settings.alpha)
+        tested = [i for i, ok in zip(tested, able) if ok]
+    family = set(tested)
     adjusted = stats.adjust([pending[i][1]["p_value"] for i in tested], settings.correction)
     for i, p_adj in zip(tested, adjusted):
         pending[i][1]["p_adjusted"] = p_adj
+    for i, (_, d) in enumerate(pending):
+        if d.get("p_value") is not None and i not in family:
+            d["untestable"] = True
     out = []
     for c, d in pending:
         if "inconclusive" in d:
@@ -181,7 +236,8 @@ def _decide_regressions(pending: list[tuple[Concrete, dict[str, Any]]], settings
             verdict, reason = "pass", d.pop("pass")
         else:
             verdict, reason = _regression_verdict(c, d, settings)
-        d.pop("practical", None)
+        for key in ("practical", "min_p", "untestable"):
+            d.pop(key, None)
         out.append(_result(c, verdict, reason, settings, **d))
     return out
 
@@ -189,10 +245,19 @@ def _decide_regressions(pending: list[tuple[Concrete, dict[str, Any]]], settings
 def _regression_verdict(c: Concrete, d: dict[str, Any], settings: GateSettings) -> tuple[Verdict, str]:
     unit = c.metric.unit
     delta, threshold, practical = d["delta"], d["threshold"], d["practical"]
-    p_adj = d["p_adjusted"]
-    significant = p_adj < settings.alpha
     change = _change_text(d["baseline"], delta, unit)
     limit = format_value(threshold, unit, delta=True)
+    if d.get("untestable"):
+        if practical:
+            return "inconclusive", (
+                f"cannot decide: observed {change} beyond {limit}, but with {d['n_baseline']} and "
+                f"{d['n_candidate']} traces even the most extreme data would not be significant "
+                f"(smallest possible p {p_text(d['min_p'])}, {d['test']})")
+        if delta <= 0:
+            return "pass", f"no increase ({change})"
+        return "pass", f"{change}, within {limit}"
+    p_adj = d["p_adjusted"]
+    significant = p_adj < settings.alpha
     if practical and significant:
         reason = f"regression: {change} beyond {limit}, significant ({d['test']}, p_adj {p_text(p_adj)})"
         top = _top_roles(d.get("details", {}).get("attribution", []))
@@ -224,8 +289,15 @@ def _change_text(baseline: float | None, delta: float, unit: str) -> str:
 
 def _structure(settings: GateSettings, diff: StructuralDiff, base: SideMetrics, cand: SideMetrics,
                notes: list[str]) -> list[CheckResult]:
-    out = []
+    """One check per ``fail_on`` category.
+
+    The tests of the items these checks can fail on form their own Holm family (the diff's other items,
+    e.g. every calls-per-trace comparison, cannot fail the gate and do not dilute it). A new finding kind
+    of severity ``finding_min_severity`` or more fails outright, whatever its count. A security-relevant
+    change (:data:`SECURITY_CATEGORIES`) that is seen but not significant is inconclusive, not a pass.
+    """
     st = settings.structure
+    by_category: dict[str, list[DiffItem]] = {}
     for category in st.fail_on:
         if category == "trust_crossing_added" and not {"trust"} <= (base.capabilities & cand.capabilities):
             notes.append("structure check trust_crossing_added skipped: the trust analyzer's tables are missing")
@@ -234,24 +306,46 @@ def _structure(settings: GateSettings, diff: StructuralDiff, base: SideMetrics, 
         if category == "finding_kind_added":
             floor = SEVERITIES.index(st.finding_min_severity)
             items = [i for i in items if i.severity is not None and SEVERITIES.index(i.severity) >= floor]
-        significant = [i for i in items if i.significant]
-        listed = significant or items
+        by_category[category] = items
+    family = list({id(i): i for items in by_category.values() for i in items
+                   if i.p_value is not None and i.category != "finding_kind_added"}.values())
+    adjusted = dict(zip((id(i) for i in family),
+                        stats.adjust([i.p_value for i in family], settings.correction)))  # type: ignore[misc]
+    out = []
+    for category, items in by_category.items():
+        decided = []
+        for i in items:
+            outright = category == "finding_kind_added"
+            p_adj = i.p_adjusted if outright else adjusted.get(id(i), i.p_adjusted)
+            significant = outright or (i.practical and p_adj is not None and p_adj < settings.alpha)
+            decided.append(replace(i, p_adjusted=p_adj, significant=significant))
+        significant = [i for i in decided if i.significant]
+        listed = significant or decided
         described = "; ".join(
             f"{i.label} (baseline {i.baseline_traces}/{diff.baseline_traces} traces, "
-            f"candidate {i.candidate_traces}/{diff.candidate_traces}, p_adj={p_text(i.p_adjusted)})"
-            for i in listed[:5]) + (f"; and {len(listed) - 5} more" if len(listed) > 5 else "")
+            f"candidate {i.candidate_traces}/{diff.candidate_traces}"
+            + (f", severity {i.severity}" if category == "finding_kind_added" else f", p_adj={p_text(i.p_adjusted)}")
+            + ")" for i in listed[:5]) + (f"; and {len(listed) - 5} more" if len(listed) > 5 else "")
         if significant:
             verdict: Verdict = "fail"
-            reason = f"{len(significant)} significant change(s): {described}"
-        elif items:
-            verdict, reason = "pass", f"{len(items)} change(s), none significant: {described}"
+            what = "new finding kind(s) of severity >= " + st.finding_min_severity \
+                if category == "finding_kind_added" else "significant change(s)"
+            reason = f"{len(significant)} {what}: {described}"
+        elif decided and category in SECURITY_CATEGORIES:
+            verdict = "inconclusive"
+            reason = f"{len(decided)} change(s) seen, too rare to tell from chance: {described}"
+        elif decided:
+            verdict, reason = "pass", f"{len(decided)} change(s), none significant: {described}"
         else:
             verdict, reason = "pass", "no change"
         out.append(CheckResult(
             name=f"structure {category}", kind="structure", workflow=ALL, metric=category, stat="changes",
             unit="count", baseline=None, candidate=float(len(significant)), delta=None, threshold=0.0,
-            threshold_text="no significant change", verdict=verdict, reason=reason,
-            n_baseline=diff.baseline_traces, n_candidate=diff.candidate_traces,
-            details={"items": [i.as_dict() for i in items]},
+            threshold_text=_STRUCTURE_THRESHOLD.get(category, "no significant change"), verdict=verdict,
+            reason=reason, n_baseline=diff.baseline_traces, n_candidate=diff.candidate_traces,
+            details={"items": [i.as_dict() for i in decided]},
         ))
     return out
+
+
+_STRUCTURE_THRESHOLD = {"finding_kind_added": "no new kind"}

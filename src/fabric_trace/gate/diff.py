@@ -31,7 +31,7 @@ import duckdb
 import numpy as np
 
 from fabric_trace.gate import stats
-from fabric_trace.gate.budgets import SEVERITIES
+from fabric_trace.gate.budgets import GUARDRAIL_ROLES, SEVERITIES
 from fabric_trace.gate.metrics import SideMetrics, table_names
 
 #: Roles that only carry a call (looked through by role edges).
@@ -73,6 +73,13 @@ class DiffItem:
     """For calls: the workflow compared."""
     role: str | None = None
     """For calls: the role (or ``retries``)."""
+    practical: bool = True
+    """For calls: the change exceeds the practical threshold (presence changes always do)."""
+
+    @property
+    def guardrail(self) -> bool:
+        """A role edge into a guardrail role (``agent -> policy``)."""
+        return self.section == "role" and self.label.rsplit(" -> ", 1)[-1] in GUARDRAIL_ROLES
 
     @property
     def category(self) -> str:
@@ -110,7 +117,10 @@ class StructuralDiff:
         """Changed items of one category whose side shows them in at least ``min_traces`` traces."""
         out = []
         for item in self.items:
-            if item.category != category:
+            if category == "guardrail_removed":
+                if not (item.guardrail and item.change == "removed"):
+                    continue
+            elif item.category != category:
                 continue
             shown = item.candidate_traces if item.change in ("added", "increased") else item.baseline_traces
             if shown >= min_traces:
@@ -228,9 +238,8 @@ def structural_diff(
     adjusted = stats.adjust([pending[i]["p_value"] for i in tested], correction)
     for i, p_adj in zip(tested, adjusted):
         pending[i]["p_adjusted"] = p_adj
-        pending[i]["significant"] = bool(pending[i].pop("practical", True)) and p_adj < alpha
+        pending[i]["significant"] = bool(pending[i].get("practical", True)) and p_adj < alpha
     for item in pending:
-        item.pop("practical", None)
         diff.items.append(DiffItem(**item))
     if "trust" not in base.capabilities or "trust" not in cand.capabilities:
         diff.notes.append("trust crossings not compared: the trust analyzer's tables are missing on "

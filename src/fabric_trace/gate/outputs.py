@@ -1,8 +1,11 @@
 """What a gate run produces: the verdict report, JUnit XML, Markdown, GitHub annotations.
 
-* :func:`gate_report` - the :class:`~fabric_trace.render.report.Report` the CLI
-  prints (``--format table|json|csv|markdown``); its ``data`` is the JSON
-  document of docs/ci.md ("JSON document").
+* :func:`gate_report` - the full :class:`~fabric_trace.render.report.Report`
+  (``--format json|csv|markdown``, ``--verbose``, the ``--markdown`` file);
+  its ``data`` is the JSON document of docs/ci.md ("JSON document").
+* :func:`compact_report` - what ``--format table`` prints by default: the
+  verdict line, one row per failed or inconclusive check with its reason,
+  and the passing checks folded into a count.
 * :func:`junit_xml` - one ``<testcase>`` per check, grouped in one
   ``<testsuite>`` per workflow; failures are ``<failure>``, inconclusive
   checks ``<skipped>`` (or ``<failure type="inconclusive">`` with
@@ -30,7 +33,7 @@ from fabric_trace.render.report import Column, Report, Table
 from fabric_trace.render.sanitize import safe_text
 
 #: Version of the JSON document of ``fabric gate --format json``.
-GATE_JSON_VERSION = 1
+GATE_JSON_VERSION = 2
 
 _VERDICT_ORDER = {"fail": 0, "inconclusive": 1, "pass": 2}
 
@@ -87,11 +90,13 @@ def summary_counts(outcome: GateOutcome) -> dict[str, int]:
 
 
 def headline(outcome: GateOutcome) -> str:
-    """One line: the verdict and the counts."""
+    """One line: the verdict and the counts. An inconclusive run never reads as a pass."""
     c = summary_counts(outcome)
-    text = f"fabric gate: {outcome.verdict.upper()} ({c['failed']} failed, {c['inconclusive']} inconclusive, " \
+    if outcome.verdict == "inconclusive":
+        return (f"fabric gate: INCONCLUSIVE ({c['inconclusive']} of {c['checks']} checks could not decide; "
+                f"{c['failed']} failed, {c['passed']} passed; exit 0 unless fail_on_inconclusive)")
+    return f"fabric gate: {outcome.verdict.upper()} ({c['failed']} failed, {c['inconclusive']} inconclusive, " \
            f"{c['passed']} passed of {c['checks']} checks)"
-    return text
 
 
 def _notes(outcome: GateOutcome, base: SideInfo, cand: SideInfo, tested: int) -> list[str]:
@@ -108,8 +113,8 @@ def _notes(outcome: GateOutcome, base: SideInfo, cand: SideInfo, tested: int) ->
         notes.append(f"{side.label}: {side.source} ({side.traces} traces: {wf}{inc})")
     notes.append(
         f"a regression fails only when beyond its threshold AND significant at alpha {s.alpha:g} "
-        f"({s.correction}-adjusted across {tested} regression test(s)); at least {s.min_samples} traces per "
-        f"side and workflow are needed")
+        f"({s.correction}-adjusted across the {tested} regression test(s) that could reach significance; "
+        f"exact tests on small samples); fewer than {s.min_samples} traces per side is inconclusive")
     notes.extend(outcome.notes)
     return notes
 
@@ -171,6 +176,20 @@ def gate_report(outcome: GateOutcome, base: SideInfo, cand: SideInfo, diff: Stru
     }
     notes = _notes(outcome, base, cand, tested)
     return Report(headline(outcome), [Table("checks", "Checks", columns, rows)], data, notes)
+
+
+def compact_report(full: Report) -> Report:
+    """The default terminal view of :func:`gate_report`: failed and inconclusive checks only, one row each
+    (check, workflow, observed delta, reason); the passing checks folded into a count."""
+    (table,) = full.tables
+    rows = [{k: r[k] for k in ("verdict", "check", "workflow", "delta", "reason")}
+            for r in table.rows if r["verdict"] != "PASS"]
+    passed = len(table.rows) - len(rows)
+    columns = [c for c in table.columns if c.key in ("verdict", "check", "workflow", "delta", "reason")]
+    tables = [Table("checks", "Failed and inconclusive checks", columns, rows)] if rows else []
+    folded = f"{passed} passing check(s) not listed (--verbose lists every check; --format json, --junit and " \
+             "--markdown always carry the full table)"
+    return Report(full.title, tables, full.data, [folded, *full.notes])
 
 
 def markdown_summary(report: Report) -> str:

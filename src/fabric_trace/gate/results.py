@@ -67,11 +67,12 @@ class GateOutcome:
         return [r for r in self.results if r.verdict == "inconclusive"]
 
     @property
-    def verdict(self) -> Literal["pass", "fail"]:
-        """``fail`` when a check failed (or was inconclusive, with ``fail_on_inconclusive``)."""
+    def verdict(self) -> Literal["pass", "fail", "inconclusive"]:
+        """``fail`` when a check failed (or was inconclusive, with ``fail_on_inconclusive``); else
+        ``inconclusive`` when a check could not decide (the gate exits 0 but did not pass); else ``pass``."""
         if self.failed or (self.settings.fail_on_inconclusive and self.inconclusive):
             return "fail"
-        return "pass"
+        return "inconclusive" if self.inconclusive else "pass"
 
 
 def p_text(p: float | None) -> str:

@@ -2,7 +2,9 @@
 
 A :class:`~fabric_trace.gate.budgets.CheckSpec` expands into one
 :class:`Concrete` check per workflow (or one pooled), per role (``role = "*"``)
-and per finding kind (``kind = "*"``). :func:`sample_of` extracts the values of
+and per finding kind (``kind = "*"``); ``stat = "tail"`` becomes the highest
+percentile of :data:`~fabric_trace.gate.budgets.TAIL_PERCENTILES` the scope's
+traces support. :func:`sample_of` extracts the values of
 one side for it; :func:`too_few` says when there are not enough to decide.
 """
 
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fabric_trace.gate import stats
-from fabric_trace.gate.budgets import METRICS, PERCENTILES, CheckSpec, GateSettings, MetricDef
+from fabric_trace.gate.budgets import METRICS, PERCENTILES, TAIL_PERCENTILES, CheckSpec, GateSettings, MetricDef
 from fabric_trace.gate.metrics import SideMetrics
 
 #: Scope label of a check over every trace.
@@ -34,6 +36,8 @@ class Concrete:
     workflows: tuple[str, ...] | None
     role: str | None
     finding_kinds: tuple[str, ...] | None
+    stat: str
+    """The statistic compared (``spec.stat``, with ``tail`` resolved to a percentile)."""
 
     @property
     def name(self) -> str:
@@ -47,7 +51,7 @@ class Concrete:
             if self.spec.min_severity:
                 flt += f", severity>={self.spec.min_severity}"
             m += f"[{flt}]"
-        return f"{m} {self.spec.stat}"
+        return f"{m} {self.stat}" + (" by workflow" if self.spec.stratify else "")
 
 
 @dataclass
@@ -59,6 +63,13 @@ class Sample:
     num: np.ndarray | None = None
     den: np.ndarray | None = None
     total: float | None = None
+    strata: np.ndarray | None = None
+    """The workflow of each trace (for stratified checks)."""
+
+    def stratum(self, workflow: str) -> np.ndarray:
+        """The values of one workflow's traces."""
+        assert self.values is not None and self.strata is not None
+        return self.values[self.strata == workflow]
 
     def statistic(self, stat: str, kind: str) -> float:
         if kind == "ratio":
@@ -98,10 +109,28 @@ def scopes(spec: CheckSpec, base: SideMetrics, cand: SideMetrics) -> list[tuple[
     return [(w, (w,)) for w in names]
 
 
-def expand(spec: CheckSpec, base: SideMetrics, cand: SideMetrics) -> list[Concrete]:
+def tail_stat(n: int, settings: GateSettings) -> str | None:
+    """The highest tail percentile that ``n`` traces per side support (``None``: none)."""
+    return next((s for s in TAIL_PERCENTILES if n >= needed(s, settings)), None)
+
+
+def expand(spec: CheckSpec, base: SideMetrics, cand: SideMetrics,
+           settings: GateSettings) -> tuple[list[Concrete], list[str]]:
+    """The concrete checks of ``spec``, and notes about scopes it skips (a tail the sample cannot support)."""
     metric = METRICS[spec.metric]
     out: list[Concrete] = []
+    notes: list[str] = []
     for label, workflows in scopes(spec, base, cand):
+        stat = spec.stat
+        if stat == "tail":
+            n = min(int(base.mask(workflows).sum()), int(cand.mask(workflows).sum()))
+            resolved = tail_stat(n, settings)
+            if resolved is None:
+                need = needed(TAIL_PERCENTILES[-1], settings)
+                notes.append(f"{spec.metric} tail not checked for {label}: a tail percentile needs >= {need} "
+                             f"traces per side ({TAIL_PERCENTILES[-1]}), the smaller side has {n}")
+                continue
+            stat = resolved
         roles: list[str | None] = [None]
         if metric.needs_role:
             assert spec.roles is not None
@@ -122,11 +151,17 @@ def expand(spec: CheckSpec, base: SideMetrics, cand: SideMetrics) -> list[Concre
             kinds = [(k,) for k in present] or [None]
         for role in roles:
             for k in kinds:
-                out.append(Concrete(spec, metric, label, workflows, role, k))
-    return out
+                out.append(Concrete(spec, metric, label, workflows, role, k, stat))
+    return out, notes
 
 
 def sample_of(c: Concrete, side: SideMetrics) -> Sample:
+    sample = _sample_of(c, side)
+    sample.strata = side.workflow[side.mask(c.workflows)]
+    return sample
+
+
+def _sample_of(c: Concrete, side: SideMetrics) -> Sample:
     mask = side.mask(c.workflows)
     n = int(mask.sum())
     name = c.spec.metric
@@ -173,11 +208,11 @@ def needed(stat: str, settings: GateSettings) -> int:
 
 
 def too_few(c: Concrete, sb: Sample | None, sc: Sample, settings: GateSettings) -> str | None:
-    need = needed(c.spec.stat, settings)
+    need = needed(c.stat, settings)
     sides = [("candidate", sc)] if sb is None else [("baseline", sb), ("candidate", sc)]
     short = [f"{label} {s.n}" for label, s in sides if s.n < need]
     if short:
-        why = f"{c.spec.stat} needs >= {need} traces per side" if need > settings.min_samples else \
+        why = f"{c.stat} needs >= {need} traces per side" if need > settings.min_samples else \
             f"need >= {need} traces per side"
         return f"too few traces ({', '.join(short)}; {why})"
     if c.metric.kind == "ratio":

@@ -7,10 +7,18 @@ returns a one-sided p-value; small means "significantly worse".
 
 * :func:`mann_whitney` - Mann-Whitney U on two samples (medians, means,
   per-trace counts). Rank based, so skew and outliers do not drive it.
-* :func:`bootstrap_quantile` - a bootstrap of the difference of a tail
-  percentile (p90/p95/p99); the p-value comes from the bootstrap standard
-  error (a Wald test), so it is continuous and not limited by the number of
-  resamples.
+  Up to :data:`EXACT_MAX_N` traces in all the p-value is **exact**: the
+  permutation distribution of the candidate's rank sum, counted over every
+  way of splitting the pooled traces (ties get mid-ranks, so zero-inflated
+  counts are exact too); beyond it the normal approximation with tie
+  correction, which is accurate at that size.
+* :func:`quantile_exceedance` - a tail percentile (p75/p90/p95/p99): how
+  many candidate traces lie above the pooled percentile, against Fisher's
+  exact (hypergeometric) distribution. Exact at every sample size.
+* :func:`bootstrap_quantile` - a bootstrap of the difference of a
+  percentile; the p-value comes from the bootstrap standard error (a Wald
+  test). Only on request (``test = "bootstrap"``): it is not calibrated on
+  small samples.
 * :func:`bootstrap_ratio` - a trace-level (cluster) bootstrap of a ratio of
   sums, e.g. cache misses / cache lookups: resampling whole traces keeps the
   test honest when events within one trace are correlated.
@@ -47,6 +55,9 @@ class TestResult:
     """Short name of the test, shown in reports (``"mann-whitney"``...)."""
     ci: tuple[float, float] | None = None
     """A two-sided confidence interval of the difference candidate - baseline, when the test gives one."""
+    min_p: float = 0.0
+    """The smallest p-value this test could give with these sample sizes (the most extreme data).
+    When it is not below the significance level the check needs, the data cannot decide it."""
 
 
 def quantile(values: np.ndarray, q: float) -> float:
@@ -54,17 +65,139 @@ def quantile(values: np.ndarray, q: float) -> float:
     return float(np.quantile(values, q)) if len(values) else math.nan
 
 
+#: Largest pooled sample (baseline + candidate traces) whose Mann-Whitney p-value is computed exactly.
+EXACT_MAX_N = 100
+
+
+def _rank_sum_distribution(ranks2: np.ndarray, k: int) -> np.ndarray:
+    """Exact null distribution of the sum of ``k`` of the doubled mid-ranks ``ranks2`` drawn without
+    replacement: ``dist[s]`` is the probability that the sum is ``s``.
+
+    Counted item by item (``ways[j, s]``: draws of ``j`` items summing to ``s``), n x k x max-sum additions,
+    small for n <= :data:`EXACT_MAX_N`.
+    """
+    total = int(ranks2.sum())
+    ways = np.zeros((k + 1, total + 1))
+    ways[0, 0] = 1.0
+    for r in ranks2.tolist():
+        ways[1:, r:] += ways[:-1, :total + 1 - r].copy()
+    return ways[k] / ways[k].sum()
+
+
+def _tail(dist: np.ndarray, observed: int) -> tuple[float, float]:
+    """P(sum >= observed), and the same for the largest attainable sum (the smallest possible p-value)."""
+    top = int(np.nonzero(dist)[0][-1])
+    return float(min(1.0, dist[observed:].sum())), float(dist[top])
+
+
+def _doubled_ranks(base: np.ndarray, cand: np.ndarray, alternative: Alternative) -> np.ndarray:
+    """Doubled mid-ranks of candidate then baseline values (from the top for ``less``)."""
+    pooled = np.concatenate([cand, base])
+    ranks2 = np.rint(2 * sps.rankdata(pooled)).astype(np.int64)
+    if alternative == "less":
+        ranks2 = 2 * len(pooled) + 2 - ranks2  # rank from the top: "smaller" becomes "larger"
+    return ranks2
+
+
 def mann_whitney(base: np.ndarray, cand: np.ndarray, alternative: Alternative = "greater") -> TestResult:
-    """One-sided Mann-Whitney U: is ``cand`` stochastically larger (or smaller) than ``base``?"""
+    """One-sided Mann-Whitney U: is ``cand`` stochastically larger (or smaller) than ``base``?
+
+    Exact (permutation distribution with mid-ranks) up to :data:`EXACT_MAX_N` traces in all, else the
+    tie-corrected normal approximation.
+    """
     base = np.asarray(base, dtype=float)
     cand = np.asarray(cand, dtype=float)
     if len(base) == 0 or len(cand) == 0:
-        return TestResult(1.0, "mann-whitney")
-    if np.all(base == base[0]) and np.all(cand == base[0]):
-        return TestResult(1.0, "mann-whitney")  # identical constants: no variance, no evidence
-    res = sps.mannwhitneyu(cand, base, alternative=alternative, method="auto")
+        return TestResult(1.0, "mann-whitney", min_p=1.0)
+    pooled = np.concatenate([cand, base])
+    if np.all(pooled == pooled[0]):
+        return TestResult(1.0, "mann-whitney", min_p=1.0)  # identical constants: no variance, no evidence
+    if len(pooled) <= EXACT_MAX_N:
+        if len(np.unique(pooled)) == len(pooled):  # no ties: scipy's exact distribution of U
+            res = sps.mannwhitneyu(cand, base, alternative=alternative, method="exact")
+            return TestResult(min(1.0, float(res.pvalue)), "mann-whitney exact",
+                              min_p=1.0 / math.comb(len(pooled), len(cand)))
+        ranks2 = _doubled_ranks(base, cand, alternative)
+        p, min_p = _tail(_rank_sum_distribution(ranks2, len(cand)), int(ranks2[:len(cand)].sum()))
+        return TestResult(p, "mann-whitney exact", min_p=min_p)
+    res = sps.mannwhitneyu(cand, base, alternative=alternative, method="asymptotic")
     p = float(res.pvalue)
-    return TestResult(p if math.isfinite(p) else 1.0, "mann-whitney")
+    return TestResult(p if math.isfinite(p) else 1.0, "mann-whitney", min_p=0.0)
+
+
+def mann_whitney_stratified(strata: Sequence[tuple[np.ndarray, np.ndarray]],
+                            alternative: Alternative = "greater") -> TestResult:
+    """Mann-Whitney U within strata (workflows), combined: is the candidate larger within its workflow?
+
+    The statistic is the sum over strata of the candidate's rank sum within the stratum, so a change of
+    the workflow mix between the runs is not a regression. Exact (the convolution of each stratum's
+    exact distribution) when every stratum has at most :data:`EXACT_MAX_N` traces, else the normal
+    approximation (the strata's means and tie-corrected variances add up).
+    """
+    strata = [(np.asarray(b, float), np.asarray(c, float)) for b, c in strata if len(b) and len(c)]
+    strata = [(b, c) for b, c in strata if not np.all(np.concatenate([b, c]) == b[0])]  # constants carry nothing
+    if not strata:
+        return TestResult(1.0, "mann-whitney stratified", min_p=1.0)
+    if all(len(b) + len(c) <= EXACT_MAX_N for b, c in strata):
+        dist = np.ones(1)
+        observed = 0
+        for b, c in strata:
+            ranks2 = _doubled_ranks(b, c, alternative)
+            dist = np.convolve(dist, _rank_sum_distribution(ranks2, len(c)))
+            observed += int(ranks2[:len(c)].sum())
+        p, min_p = _tail(dist, observed)
+        return TestResult(p, "mann-whitney stratified exact", min_p=min_p)
+    z_num, var = 0.0, 0.0
+    for b, c in strata:
+        n1, n2 = len(c), len(b)
+        n = n1 + n2
+        ranks = sps.rankdata(np.concatenate([c, b]))
+        _, counts = np.unique(ranks, return_counts=True)
+        z_num += float(ranks[:n1].sum()) - n1 * (n + 1) / 2
+        var += n1 * n2 / 12 * ((n + 1) - float((counts ** 3 - counts).sum()) / (n * (n - 1)))
+    if var <= 0:
+        return TestResult(1.0, "mann-whitney stratified", min_p=1.0)
+    signed = z_num if alternative == "greater" else -z_num
+    return TestResult(float(sps.norm.sf(signed / math.sqrt(var))), "mann-whitney stratified", min_p=0.0)
+
+
+def testable(min_ps: Sequence[float], alpha: float) -> list[bool]:
+    """Tarone's rule: which tests of a family can reach significance at all.
+
+    K is the smallest number such that at most K tests have a smallest attainable p-value below
+    ``alpha / K``; those tests form the family that is adjusted, the others cannot be significant and
+    do not dilute it (Tarone 1990, a valid family-wise error control for discrete tests).
+    """
+    m = len(min_ps)
+    for k in range(1, m + 1):
+        chosen = [p < alpha / k for p in min_ps]
+        if sum(chosen) <= k:
+            return chosen
+    return [True] * m
+
+
+def quantile_exceedance(base: np.ndarray, cand: np.ndarray, q: float,
+                        alternative: Alternative = "greater") -> TestResult:
+    """Is the candidate's ``q`` tail heavier? Counts the traces of each side above the pooled ``q`` quantile
+    and tests the candidate's share with Fisher's exact test (a generalised median test)."""
+    base = np.asarray(base, dtype=float)
+    cand = np.asarray(cand, dtype=float)
+    method = f"exceedance p{round(q * 100)} (fisher exact)"
+    if len(base) == 0 or len(cand) == 0:
+        return TestResult(1.0, method, min_p=1.0)
+    cut = quantile(np.concatenate([base, cand]), q)
+    above_b, above_c = int((base > cut).sum()), int((cand > cut).sum())
+    k = above_b + above_c
+    if k == 0:
+        return TestResult(1.0, method, min_p=1.0)
+    p = fisher(above_b, len(base), above_c, len(cand), alternative).p_value
+    if alternative == "greater":  # the most extreme split: as many exceedances as possible on the worse side
+        m = min(k, len(cand))
+        min_p = fisher(k - m, len(base), m, len(cand), alternative).p_value
+    else:
+        m = min(k, len(base))
+        min_p = fisher(m, len(base), k - m, len(cand), alternative).p_value
+    return TestResult(p, method, min_p=min_p)
 
 
 def _resample_indices(rng: np.random.Generator, n: int, size: int) -> np.ndarray:

@@ -1,0 +1,136 @@
+"""The default gate on the sample sizes CI really has: 10, 25 and 100 traces per workflow and side.
+
+Every run is made by the fixture generator (the same number of traces in each of its three workflows),
+written as OTLP JSON, ingested with the real pipeline and gated with the default checks
+(:mod:`fabric_trace.gate.simulate`, the code bench/bench_gate_power.py measures with). An unchanged
+workload must pass; a doubled latency, a removed policy step, a tool run after a deny and a new
+external host must fail, at every size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fabric_trace.fixtures_gen.scenario import ROLES
+from fabric_trace.gate.checks import GateOutcome
+from fabric_trace.gate.simulate import LoadedSide, gate_sides, generated_side
+
+SIZES = (10, 25, 100)
+SLOWER_2X = {role: 2.0 for role in ROLES}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., LoadedSide]:
+    """Generate, ingest and load one run (cached by its size, seed and knobs)."""
+    root = tmp_path_factory.mktemp("gate-small")
+    cache: dict[str, LoadedSide] = {}
+
+    def build(per_workflow: int, seed: int, **knobs: object) -> LoadedSide:
+        key = repr((per_workflow, seed, sorted(knobs.items())))
+        if key not in cache:
+            cache[key] = generated_side(root, f"run{len(cache)}", per_workflow, seed, **knobs)
+        return cache[key]
+
+    return build
+
+
+def describe(outcome: GateOutcome) -> str:
+    return "\n".join(f"{r.verdict} {r.name} [{r.workflow}]: {r.reason}" for r in outcome.results
+                     if r.verdict != "pass")
+
+
+def failed(outcome: GateOutcome) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for r in outcome.failed:
+        out.setdefault(r.metric, []).append(f"{r.name}: {r.reason}")
+    return out
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_unchanged_workload_does_not_fail(run: Callable[..., LoadedSide], n: int) -> None:
+    for seed in (1, 3):
+        outcome = gate_sides(run(n, seed), run(n, seed + 1))
+        assert outcome.verdict != "fail", describe(outcome)
+        assert len(outcome.results) > 20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", SIZES)
+def test_unchanged_workload_does_not_fail_over_many_seeds(run: Callable[..., LoadedSide], n: int) -> None:
+    """15 more seed pairs per size (the bench measures hundreds; docs/ci.md has the rate)."""
+    failures = [describe(o) for o in (gate_sides(run(n, s), run(n, s + 1)) for s in range(10, 40, 2))
+                if o.verdict == "fail"]
+    assert not failures, "\n\n".join(failures)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_twice_as_slow_fails_at_every_size(run: Callable[..., LoadedSide], n: int) -> None:
+    outcome = gate_sides(run(n, 1), run(n, 5, latency_factor=SLOWER_2X))
+    assert outcome.verdict == "fail", describe(outcome)
+    e2e = [r for r in outcome.failed if r.metric == "duration"]
+    assert e2e, describe(outcome)
+    assert all(r.delta is not None and r.delta > 0 for r in e2e)
+    if n == 10:  # each workflow alone is small: the stratified check over all of them decides
+        assert any(r.name == "duration p50 by workflow" for r in e2e), describe(outcome)
+    assert any("critical path grew most in" in r.reason for r in e2e)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_removed_policy_step_fails(run: Callable[..., LoadedSide], n: int) -> None:
+    outcome = gate_sides(run(n, 1), run(n, 6, unguarded_tool_rate=1.0))
+    reasons = failed(outcome)
+    assert "guardrail_removed" in reasons and "agent -> policy" in reasons["guardrail_removed"][0], \
+        describe(outcome)
+    assert any("unguarded_tool_call" in r for r in reasons.get("findings", [])), describe(outcome)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_tool_run_after_a_deny_fails(run: Callable[..., LoadedSide], n: int) -> None:
+    outcome = gate_sides(run(n, 1), run(n, 7, denied_tool_executed_rate=0.3))
+    reasons = failed(outcome)
+    assert "finding_kind_added" in reasons, describe(outcome)
+    assert "trust:denied_tool_executed" in reasons["finding_kind_added"][0]
+    assert "severity critical" in reasons["finding_kind_added"][0]
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_new_external_host_fails(run: Callable[..., LoadedSide], n: int) -> None:
+    outcome = gate_sides(run(n, 8, external_tool_rate=0.0), run(n, 9, external_tool_rate=0.6))
+    assert outcome.verdict == "fail", describe(outcome)
+    reasons = failed(outcome)
+    peer = next(r for r in outcome.results if r.metric == "peer_added")
+    assert ".example.com" in peer.reason, describe(outcome)
+    if n >= 25:
+        assert peer.verdict == "fail", describe(outcome)
+    else:
+        # 10 traces a workflow: each of the four new hosts is seen in 5-8 of 30 traces, which Holm across
+        # the structural family cannot tell from chance one by one (inconclusive, listed); the rise of
+        # external egress findings per trace fails the gate
+        assert peer.verdict in ("fail", "inconclusive"), describe(outcome)
+        assert any("external_egress" in r for r in reasons.get("findings", [])), describe(outcome)
+
+
+def test_a_rare_new_host_is_inconclusive_not_a_pass(run: Callable[..., LoadedSide], tmp_path: Path) -> None:
+    """One trace of ten calls a new host: too rare to tell from chance, so the gate says so."""
+    base = run(10, 8, external_tool_rate=0.0)
+    cand = run(10, 8, external_tool_rate=0.03)
+    outcome = gate_sides(base, cand)
+    peer = next(r for r in outcome.results if r.metric == "peer_added")
+    if not peer.details["items"]:
+        pytest.skip("the candidate made no external call with this seed")
+    assert peer.verdict in ("inconclusive", "fail"), describe(outcome)
+    if peer.verdict == "inconclusive":
+        assert "too rare to tell from chance" in peer.reason
+        assert outcome.verdict == "inconclusive"
+
+
+def test_a_step_too_sparse_to_test_is_inconclusive_with_its_observed_change(
+        run: Callable[..., LoadedSide]) -> None:
+    outcome = gate_sides(run(10, 1), run(10, 5, latency_factor=SLOWER_2X))
+    undecided = [r for r in outcome.inconclusive if r.kind == "regression"]
+    for r in undecided:
+        assert r.reason.startswith("cannot decide: observed +") and "smallest possible p" in r.reason
+        assert r.delta is not None and r.p_adjusted is None
