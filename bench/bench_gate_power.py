@@ -1,22 +1,24 @@
 """False-alarm rate and power of the default `fabric gate` at 10, 25 and 100 traces per workflow and side.
 
-Every run is made by the fixture generator with the same number of traces in each of its three
-workflows (support-agent, rag-answer, research-agent), written as OTLP JSON, ingested with the real
-pipeline and gated with the default checks, exactly as `fabric gate` does
-(:mod:`fabric_trace.gate.simulate`).
+Runs are made by the fixture generator with its three workflows (support-agent, rag-answer,
+research-agent), written as OTLP JSON, ingested with the real pipeline and gated with the default
+checks exactly as `fabric gate` does (:mod:`fabric_trace.gate.simulate`). Ingesting thousands of small
+runs would take hours, so each workload is generated and ingested once as a large *pool* and every run
+is drawn from it: ``n`` random traces of each workflow (the two runs of a pair are disjoint).
 
-* **False alarms**: ``--pairs + 1`` unchanged runs per size (seeds 1, 2, ...), each gated against the
-  next: the share of pairs whose verdict is FAIL (and, reported apart, INCONCLUSIVE).
-* **Power**: for each slowdown factor (every span of every role ``f`` times slower), ``--power-pairs``
-  candidates (seeds 10001, ...) each gated against one of the unchanged runs: the share that FAIL on
-  an end-to-end latency check (``duration``), and on any check.
+* **False alarms**: ``--pairs`` pairs of runs drawn from the unchanged pool (``--pool`` traces per
+  workflow): the share of pairs whose verdict is FAIL (and, reported apart, INCONCLUSIVE).
+* **Power**: for each slowdown factor ``f`` (every span of every role ``f`` times slower), a pool of
+  ``--slow-pool`` traces per workflow; ``--power-pairs`` pairs of a baseline from the unchanged pool and a
+  candidate from the slow one: the share that FAIL on an end-to-end latency check (``duration``), and
+  on any check.
 
 The smallest slowdown detected at a size is the smallest factor failing in at least 90 % of the pairs.
 
 Usage::
 
-    python bench/bench_gate_power.py --out bench/gate_power.json      # docs/ci.md figures
-    python bench/bench_gate_power.py --sizes 10 --pairs 20 --power-pairs 10   # a quick look
+    python bench/bench_gate_power.py --out bench/gate_power.json      # the docs/ci.md figures
+    python bench/bench_gate_power.py --sizes 10 --pairs 50 --power-pairs 20 --pool 300 --slow-pool 100
 """
 
 from __future__ import annotations
@@ -30,37 +32,39 @@ import time
 from collections import Counter
 from typing import Any
 
+import numpy as np
+
 from fabric_trace.fixtures_gen.scenario import ROLES
-from fabric_trace.gate.simulate import LoadedSide, gate_sides, generated_side
+from fabric_trace.gate.simulate import LoadedSide, gate_sides, generated_side, sample_side
 
 
-def _side(root: str, name: str, n: int, seed: int, **knobs: Any) -> LoadedSide:
-    side = generated_side(root, name, n, seed, **knobs)
-    os.unlink(side.db)  # the loaded metrics are all the gate needs
-    return side
+def _label(r: Any) -> str:
+    return r.name if r.kind == "structure" else f"{r.metric} {r.stat}"
 
 
-def measure(n: int, pairs: int, power_pairs: int, factors: list[float], root: str) -> dict[str, Any]:
+def measure(n: int, pairs: int, power_pairs: int, pool: LoadedSide, slow: dict[float, LoadedSide],
+            seed: int) -> dict[str, Any]:
     t0 = time.time()
-    runs = [_side(root, f"n{n}-s{seed}", n, seed) for seed in range(1, pairs + 2)]
+    rng = np.random.default_rng(seed)
     verdicts: Counter[str] = Counter()
     failing: Counter[str] = Counter()
     inconclusive: Counter[str] = Counter()
     checks = 0
-    for base, cand in zip(runs, runs[1:]):
+    for _ in range(pairs):
+        base, taken = sample_side(pool, n, rng)
+        cand, _ = sample_side(pool, n, rng, exclude=taken)
         outcome = gate_sides(base, cand)
         checks = max(checks, len(outcome.results))
         verdicts[outcome.verdict] += 1
-        for r in outcome.failed:
-            failing[f"{r.name} [{r.workflow}]"] += 1
-        for r in outcome.inconclusive:
-            inconclusive[r.name.split("[")[0].split(" ")[0] if r.kind != "structure" else r.name] += 1
+        failing.update({f"{r.name} [{r.workflow}]" for r in outcome.failed})
+        inconclusive.update({_label(r) for r in outcome.inconclusive})
     power = []
-    for f in factors:
+    for f, slow_pool in slow.items():
         e2e = anyfail = 0
-        for j in range(power_pairs):
-            cand = _side(root, f"n{n}-f{f}-s{j}", n, 10001 + j, latency_factor={r: f for r in ROLES})
-            outcome = gate_sides(runs[j % len(runs)], cand)
+        for _ in range(power_pairs):
+            base, _ = sample_side(pool, n, rng)
+            cand, _ = sample_side(slow_pool, n, rng)
+            outcome = gate_sides(base, cand)
             anyfail += outcome.verdict == "fail"
             e2e += any(r.metric == "duration" for r in outcome.failed)
         power.append({"factor": f, "pairs": power_pairs, "e2e_detected": e2e, "any_detected": anyfail,
@@ -71,7 +75,8 @@ def measure(n: int, pairs: int, power_pairs: int, factors: list[float], root: st
         "fail": verdicts["fail"], "inconclusive": verdicts["inconclusive"], "pass": verdicts["pass"],
         "false_alarm_rate": round(verdicts["fail"] / pairs, 4),
         "inconclusive_rate": round(verdicts["inconclusive"] / pairs, 4),
-        "failing_checks": dict(failing.most_common()), "inconclusive_checks": dict(inconclusive.most_common()),
+        "failing_checks": dict(failing.most_common()),
+        "inconclusive_checks_in_runs": dict(inconclusive.most_common()),
         "power": power, "smallest_slowdown_detected_90pct": smallest, "seconds": round(time.time() - t0, 1),
     }
 
@@ -79,20 +84,30 @@ def measure(n: int, pairs: int, power_pairs: int, factors: list[float], root: st
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="10,25,100", help="traces per workflow and side (comma separated)")
-    ap.add_argument("--pairs", type=int, default=150, help="unchanged pairs per size (false alarms)")
-    ap.add_argument("--power-pairs", type=int, default=30, help="pairs per size and slowdown factor (power)")
+    ap.add_argument("--pairs", type=int, default=300, help="unchanged pairs per size (false alarms)")
+    ap.add_argument("--power-pairs", type=int, default=60, help="pairs per size and slowdown factor (power)")
     ap.add_argument("--factors", default="1.1,1.2,1.3,1.5,2.0", help="slowdown factors")
+    ap.add_argument("--pool", type=int, default=2000, help="traces per workflow of the unchanged pool")
+    ap.add_argument("--slow-pool", type=int, default=700, help="traces per workflow of each slow pool")
+    ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", help="write the figures as JSON to this file")
     args = ap.parse_args(argv)
     factors = [float(x) for x in args.factors.split(",")]
+    sizes = [int(x) for x in args.sizes.split(",")]
+    t0 = time.time()
     results = []
     with tempfile.TemporaryDirectory(prefix="fabric-gate-bench-") as root:
-        for n in (int(x) for x in args.sizes.split(",")):
-            res = measure(n, args.pairs, args.power_pairs, factors, root)
+        pool = generated_side(root, "pool", args.pool, args.seed, keep_edges=True)
+        slow = {f: generated_side(root, f"slow{f:g}", args.slow_pool, args.seed + 1 + i, keep_edges=True,
+                                  latency_factor={r: f for r in ROLES}) for i, f in enumerate(factors)}
+        print(f"pools ingested in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+        for n in sizes:
+            res = measure(n, args.pairs, args.power_pairs, pool, slow, args.seed * 1000 + n)
             results.append(res)
-            print(json.dumps({k: v for k, v in res.items() if k not in ("failing_checks", "inconclusive_checks")}),
+            print(json.dumps({k: v for k, v in res.items() if k not in ("failing_checks",)}),
                   file=sys.stderr, flush=True)
-    doc = {"load_average": os.getloadavg(), "cpus": os.cpu_count(), "results": results}
+    doc = {"args": vars(args), "load_average_at_end": os.getloadavg(), "cpus": os.cpu_count(),
+           "seconds": round(time.time() - t0, 1), "results": results}
     print("| traces per workflow | pairs | false alarms | inconclusive runs | "
           + " | ".join(f"x{f:g} detected" for f in factors) + " | smallest slowdown detected (>= 90 %) |")
     print("|---:|---:|---:|---:|" + "---:|" * len(factors) + "---:|")

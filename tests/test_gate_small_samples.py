@@ -134,3 +134,28 @@ def test_a_step_too_sparse_to_test_is_inconclusive_with_its_observed_change(
     for r in undecided:
         assert r.reason.startswith("cannot decide: observed +") and "smallest possible p" in r.reason
         assert r.delta is not None and r.p_adjusted is None
+
+
+def test_runs_drawn_from_a_pool_are_what_the_bench_compares(tmp_path: Path) -> None:
+    """bench/bench_gate_power.py draws runs from one ingested pool: a draw is a faithful run."""
+    import numpy as np
+
+    from fabric_trace.gate.simulate import sample_side
+
+    pool = generated_side(tmp_path, "pool", 12, 21, keep_edges=True)
+    everything = np.ones(pool.metrics.n, dtype=bool)
+    whole = pool.metrics.subset(everything)
+    assert pool.per_trace_edges is not None and pool.per_trace_edges.counts(everything) == pool.edges
+    assert whole.n == pool.metrics.n and whole.findings.count.sum() <= pool.metrics.findings.count.sum()
+    same = LoadedSide(whole, pool.edges, pool.db)
+    assert [r.verdict for r in gate_sides(pool, same).results] == [r.verdict for r in gate_sides(pool, pool).results]
+    rng = np.random.default_rng(0)
+    base, taken = sample_side(pool, 5, rng)
+    cand, taken2 = sample_side(pool, 5, rng, exclude=taken)
+    assert not (taken & taken2).any()  # the two runs of a pair are disjoint
+    for side, mask in ((base, taken), (cand, taken2)):
+        assert sorted(side.metrics.workflow.tolist()) == sorted(pool.metrics.workflow[mask].tolist())
+        assert list(side.metrics.duration_ms) == list(pool.metrics.duration_ms[mask])
+        per_trace = side.metrics.findings_per_trace(None, None, None)
+        assert list(per_trace) == list(pool.metrics.findings_per_trace(None, None, None)[mask])
+        assert all(t <= int(mask.sum()) for t, _ in side.edges.values())

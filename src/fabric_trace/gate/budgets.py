@@ -202,7 +202,6 @@ DEFAULT_CHECKS: tuple[DefaultCheck, ...] = (
     _default("error_rate", "rate", "more traces with a failed step"),
     _default("llm_calls", "mean", "extra LLM loops or retries cost money and time"),
     _default("llm_tokens", "mean", "a longer prompt or answer is a cost regression"),
-    _default("cache_miss_rate", "rate", "a broken cache shows up as misses before it shows up as latency"),
     _default("cross_region_accesses", "mean", "state read from another region: latency and data residency"),
     _default("findings", "mean", "every trust finding kind of severity medium or more, per trace: a rise "
                                  "means more unguarded or exposed steps", analyzer="trust", finding_kinds=("*",),

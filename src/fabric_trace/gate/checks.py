@@ -291,8 +291,9 @@ def _structure(settings: GateSettings, diff: StructuralDiff, base: SideMetrics, 
                notes: list[str]) -> list[CheckResult]:
     """One check per ``fail_on`` category.
 
-    The tests of the items these checks can fail on form their own Holm family (the diff's other items,
-    e.g. every calls-per-trace comparison, cannot fail the gate and do not dilute it). A new finding kind
+    The presence tests of the sections these checks read form their own Holm family
+    (:func:`_structure_family`; the diff's other items, e.g. every calls-per-trace comparison, cannot fail
+    the gate and do not dilute it). A new finding kind
     of severity ``finding_min_severity`` or more fails outright, whatever its count. A security-relevant
     change (:data:`SECURITY_CATEGORIES`) that is seen but not significant is inconclusive, not a pass.
     """
@@ -307,16 +308,13 @@ def _structure(settings: GateSettings, diff: StructuralDiff, base: SideMetrics, 
             floor = SEVERITIES.index(st.finding_min_severity)
             items = [i for i in items if i.severity is not None and SEVERITIES.index(i.severity) >= floor]
         by_category[category] = items
-    family = list({id(i): i for items in by_category.values() for i in items
-                   if i.p_value is not None and i.category != "finding_kind_added"}.values())
-    adjusted = dict(zip((id(i) for i in family),
-                        stats.adjust([i.p_value for i in family], settings.correction)))  # type: ignore[misc]
+    adjusted = _structure_family(settings, diff, [c for c in by_category if c in _PRESENCE_SECTIONS])
     out = []
     for category, items in by_category.items():
         decided = []
         for i in items:
             outright = category == "finding_kind_added"
-            p_adj = i.p_adjusted if outright else adjusted.get(id(i), i.p_adjusted)
+            p_adj = i.p_adjusted if outright else adjusted.get((i.section, i.label), i.p_adjusted)
             significant = outright or (i.practical and p_adj is not None and p_adj < settings.alpha)
             decided.append(replace(i, p_adjusted=p_adj, significant=significant))
         significant = [i for i in decided if i.significant]
@@ -349,3 +347,46 @@ def _structure(settings: GateSettings, diff: StructuralDiff, base: SideMetrics, 
 
 
 _STRUCTURE_THRESHOLD = {"finding_kind_added": "no new kind"}
+
+#: Structural categories tested on presence: the diff section they read, and the direction of the change.
+_PRESENCE_SECTIONS: dict[str, tuple[str, str]] = {
+    "guardrail_removed": ("role", "removed"), "peer_added": ("peer", "added"), "region_added": ("region", "added"),
+    "trust_crossing_added": ("trust", "added"), "peer_removed": ("peer", "removed"),
+    "region_removed": ("region", "removed"), "role_added": ("role", "added"), "role_removed": ("role", "removed"),
+    "service_added": ("service", "added"), "service_removed": ("service", "removed"),
+}
+
+
+def _structure_family(settings: GateSettings, diff: StructuralDiff, categories: list[str]) -> dict[tuple[str, str], float]:
+    """Holm-adjusted p-values of the presence tests the structural checks can fail on.
+
+    The family is every item of the sections those categories read, changed or not: an edge seen on both
+    sides was tested too (it could have been all on one side), and leaving it out would make the family
+    too small. Each item's test asks whether it is on one side only more than chance allows (Fisher's
+    exact test on the share of traces showing it); Tarone's rule leaves out items too rare to ever be
+    significant (an edge seen in 2 traces in all)."""
+    tests: dict[tuple[str, str], tuple[float, float]] = {}
+    nb, nc = diff.baseline_traces, diff.candidate_traces
+    for category in categories:
+        section, change = _PRESENCE_SECTIONS[category]
+        for i in diff.items:
+            if i.section != section or (category == "guardrail_removed" and not i.guardrail):
+                continue
+            k = i.baseline_traces + i.candidate_traces
+            if change == "added":
+                p = stats.fisher(i.baseline_traces, nb, i.candidate_traces, nc).p_value if i.change == "added" else 1.0
+                m = min(k, nc)
+                min_p = stats.fisher(k - m, nb, m, nc).p_value
+            else:
+                p = stats.fisher(i.baseline_traces, nb, i.candidate_traces, nc, "less").p_value \
+                    if i.change == "removed" else 1.0
+                m = min(k, nb)
+                min_p = stats.fisher(m, nb, k - m, nc, "less").p_value
+            key = (i.section, i.label)
+            tests[key] = (min(p, tests[key][0]) if key in tests else p, min_p)
+    keys = list(tests)
+    if settings.correction != "none":
+        able = stats.testable([tests[k][1] for k in keys], settings.alpha)
+        keys = [k for k, ok in zip(keys, able) if ok]
+    adjusted = dict(zip(keys, stats.adjust([tests[k][0] for k in keys], settings.correction)))
+    return {k: adjusted.get(k, 1.0) for k in tests}

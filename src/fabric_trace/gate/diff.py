@@ -134,8 +134,37 @@ def _round(value: float | None) -> float | None:
     return float(f"{value:.6g}")
 
 
+@dataclass
+class TraceEdges:
+    """Every edge of one store, per trace: row ``k`` says trace ``trace_id[k]`` (index ``trace_index[k]`` in
+    the side's traces, -1 when not among them) shows edge ``(section[k], label[k])`` ``count[k]`` times."""
+
+    trace_id: list[str | None]
+    trace_index: np.ndarray
+    section: list[str]
+    label: list[str]
+    count: np.ndarray
+
+    def counts(self, traces: np.ndarray | None = None) -> dict[tuple[str, str], tuple[int, int]]:
+        """(section, label) -> (traces showing it, occurrences), over every trace or the ``traces`` mask."""
+        seen: dict[tuple[str, str], tuple[set[str], int]] = {}
+        for k, key in enumerate(zip(self.section, self.label)):
+            if traces is not None and (self.trace_index[k] < 0 or not traces[self.trace_index[k]]):
+                continue
+            ids, total = seen.get(key, (set(), 0))
+            if self.trace_id[k] is not None:
+                ids.add(self.trace_id[k])  # type: ignore[arg-type]
+            seen[key] = (ids, total + int(self.count[k]))
+        return {key: (len(ids), total) for key, (ids, total) in seen.items()}
+
+
 def edge_counts(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], tuple[int, int]]:
     """(section, label) -> (traces showing it, occurrences) for every edge of one store."""
+    return trace_edges(con).counts()
+
+
+def trace_edges(con: duckdb.DuckDBPyConnection) -> TraceEdges:
+    """Every edge of one store, per trace (see :class:`TraceEdges`)."""
     transport = ", ".join(f"'{r}'" for r in TRANSPORT_ROLES)
     sql = f"""
     WITH s AS (SELECT trace_id, span_id, parent_span_id, role, service_name, region, kind, peer FROM span_store),
@@ -177,32 +206,38 @@ def edge_counts(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], tuple[i
         FROM s c JOIN s p ON p.trace_id = c.trace_id AND p.span_id = c.parent_span_id
         WHERE c.region IS NOT NULL AND p.region IS NOT NULL AND c.region <> p.region
     )
-    SELECT section, label, count(DISTINCT trace_id), count(*) FROM edges GROUP BY ALL
+    SELECT section, label, trace_id, count(*) FROM edges GROUP BY ALL ORDER BY ALL
     """
-    out = {(r[0], r[1]): (int(r[2]), int(r[3])) for r in con.execute(sql).fetchall()}
-    out.update(_trust_crossings(con))
-    return out
+    rows = [tuple(r) for r in con.execute(sql).fetchall()] + _trust_crossings(con)
+    index = {r[0]: i for i, r in enumerate(con.execute("SELECT trace_id FROM traces ORDER BY trace_id").fetchall())}
+    return TraceEdges(
+        trace_id=[r[2] for r in rows],
+        trace_index=np.array([index.get(r[2], -1) for r in rows], dtype=np.int64),
+        section=[r[0] for r in rows], label=[r[1] for r in rows],
+        count=np.array([int(r[3]) for r in rows], dtype=np.int64),
+    )
 
 
-def _trust_crossings(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], tuple[int, int]]:
-    """Trust-zone crossings from the trust analyzer's ``trust_crossings`` table, when it exists."""
+def _trust_crossings(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+    """Trust-zone crossings per trace, from the trust analyzer's ``trust_crossings`` table when it exists:
+    rows of (``trust``, label, trace id, occurrences)."""
     names = table_names(con)
     if "trust_crossings" not in names:
-        return {}
+        return []
     cols = {r[0] for r in con.execute(
         "SELECT column_name FROM duckdb_columns() WHERE table_name = 'trust_crossings'").fetchall()}
     pair = next(((a, b) for a, b in (("from_zone", "to_zone"), ("src_zone", "dst_zone"), ("source_zone", "target_zone"))
                  if {a, b} <= cols), None)
     if pair is None or "trace_id" not in cols:
-        return {}
+        return []
     label = f"{pair[0]} || ' -> ' || {pair[1]}"
     if "to_kind" in cols:
         label += " || coalesce(' (' || to_kind || ')', '')"
     rows = con.execute(
-        f"SELECT {label}, count(DISTINCT trace_id), count(*) FROM trust_crossings "
-        f"WHERE {pair[0]} IS DISTINCT FROM {pair[1]} GROUP BY ALL"
+        f"SELECT 'trust', {label}, trace_id, count(*) FROM trust_crossings "
+        f"WHERE {pair[0]} IS DISTINCT FROM {pair[1]} GROUP BY ALL ORDER BY ALL"
     ).fetchall()
-    return {("trust", r[0]): (int(r[1]), int(r[2])) for r in rows if r[0] is not None}
+    return [tuple(r) for r in rows if r[1] is not None]
 
 
 def structural_diff(

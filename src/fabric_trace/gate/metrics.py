@@ -68,6 +68,30 @@ class SideMetrics:
     """Cache misses per trace (same source)."""
     capabilities: frozenset[str] = field(default_factory=frozenset)
     """Analyzers whose tables this side has: ``latency``, ``locality``, ``trust``."""
+    incomplete_flags: np.ndarray | None = None
+    """Per trace: incomplete (``incomplete`` counts them)."""
+
+    def subset(self, traces: np.ndarray) -> SideMetrics:
+        """The same side restricted to the traces of the boolean mask ``traces`` (findings that name no
+        trace are left out)."""
+        keep = np.asarray(traces, dtype=bool)
+        new_index = np.cumsum(keep) - 1
+        f = self.findings
+        rows = (f.trace_index >= 0) & keep[np.clip(f.trace_index, 0, None)] if len(f.trace_index) else \
+            np.zeros(0, dtype=bool)
+        flags = self.incomplete_flags[keep] if self.incomplete_flags is not None else None
+        return SideMetrics(
+            label=self.label, source=self.source, workflow=self.workflow[keep], duration_ms=self.duration_ms[keep],
+            has_error=self.has_error[keep], incomplete=int(flags.sum()) if flags is not None else 0,
+            cp_ns={r: a[keep] for r, a in self.cp_ns.items() if a[keep].any()},
+            calls={r: a[keep] for r, a in self.calls.items()},
+            llm_tokens=self.llm_tokens[keep], retries=self.retries[keep],
+            findings=Findings(new_index[f.trace_index[rows]], f.analyzer[rows], f.kind[rows], f.severity_rank[rows],
+                              f.count[rows]),
+            cache_lookups=self.cache_lookups[keep] if self.cache_lookups is not None else None,
+            cache_misses=self.cache_misses[keep] if self.cache_misses is not None else None,
+            capabilities=self.capabilities, incomplete_flags=flags,
+        )
 
     @property
     def n(self) -> int:
@@ -171,7 +195,8 @@ def load_side(con: duckdb.DuckDBPyConnection, label: str, source: str) -> SideMe
     workflow = np.array([r[0] for r in rows], dtype=object)
     duration_ms = np.array([(r[1] or 0) / 1e6 for r in rows], dtype=float)
     has_error = np.array([bool(r[2]) for r in rows], dtype=bool)
-    incomplete = sum(1 for r in rows if r[3])
+    incomplete_flags = np.array([bool(r[3]) for r in rows], dtype=bool)
+    incomplete = int(incomplete_flags.sum())
 
     cp_ns = _by_role(con, n, f"""
         {_INDEX_CTE}
@@ -213,7 +238,7 @@ def load_side(con: duckdb.DuckDBPyConnection, label: str, source: str) -> SideMe
         label=label, source=source, workflow=workflow, duration_ms=duration_ms, has_error=has_error,
         incomplete=incomplete, cp_ns=cp_ns, calls=calls, llm_tokens=llm_tokens, retries=retries,
         findings=findings, cache_lookups=cache[0] if cache else None, cache_misses=cache[1] if cache else None,
-        capabilities=capabilities(names),
+        capabilities=capabilities(names), incomplete_flags=incomplete_flags,
     )
 
 
