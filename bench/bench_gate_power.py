@@ -43,7 +43,7 @@ def _label(r: Any) -> str:
 
 
 def measure(n: int, pairs: int, power_pairs: int, pool: LoadedSide, slow: dict[float, LoadedSide],
-            seed: int) -> dict[str, Any]:
+            seed: int, section: dict[str, Any] | None = None) -> dict[str, Any]:
     t0 = time.time()
     rng = np.random.default_rng(seed)
     verdicts: Counter[str] = Counter()
@@ -53,7 +53,7 @@ def measure(n: int, pairs: int, power_pairs: int, pool: LoadedSide, slow: dict[f
     for _ in range(pairs):
         base, taken = sample_side(pool, n, rng)
         cand, _ = sample_side(pool, n, rng, exclude=taken)
-        outcome = gate_sides(base, cand)
+        outcome = gate_sides(base, cand, section)
         checks = max(checks, len(outcome.results))
         verdicts[outcome.verdict] += 1
         failing.update({f"{r.name} [{r.workflow}]" for r in outcome.failed})
@@ -64,7 +64,7 @@ def measure(n: int, pairs: int, power_pairs: int, pool: LoadedSide, slow: dict[f
         for _ in range(power_pairs):
             base, _ = sample_side(pool, n, rng)
             cand, _ = sample_side(slow_pool, n, rng)
-            outcome = gate_sides(base, cand)
+            outcome = gate_sides(base, cand, section)
             anyfail += outcome.verdict == "fail"
             e2e += any(r.metric == "duration" for r in outcome.failed)
         power.append({"factor": f, "pairs": power_pairs, "e2e_detected": e2e, "any_detected": anyfail,
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pool", type=int, default=2000, help="traces per workflow of the unchanged pool")
     ap.add_argument("--slow-pool", type=int, default=700, help="traces per workflow of each slow pool")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--alpha", type=float, help="[gate] alpha (default: the gate's default)")
     ap.add_argument("--out", help="write the figures as JSON to this file")
     args = ap.parse_args(argv)
     factors = [float(x) for x in args.factors.split(",")]
@@ -102,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                                   latency_factor={r: f for r in ROLES}) for i, f in enumerate(factors)}
         print(f"pools ingested in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
         for n in sizes:
-            res = measure(n, args.pairs, args.power_pairs, pool, slow, args.seed * 1000 + n)
+            section = {"alpha": args.alpha} if args.alpha is not None else None
+            res = measure(n, args.pairs, args.power_pairs, pool, slow, args.seed * 1000 + n, section)
             results.append(res)
             print(json.dumps({k: v for k, v in res.items() if k not in ("failing_checks",)}),
                   file=sys.stderr, flush=True)
