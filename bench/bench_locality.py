@@ -6,7 +6,7 @@ fresh process per run (so the peak RSS is the analysis's own), times:
 * ``derive``: :func:`fabric_trace.analyzers.locality.derive` and the commit
   of its tables (the latency analyzer's tables already exist: it runs after
   it on every refresh);
-* ``report``: :func:`fabric_trace.analyzers.locality_report.build_locality_report`
+* ``report``: :func:`fabric_trace.analyzers.locality.report.build_locality_report`
   plus rendering it as JSON.
 
 It prints seconds, spans/s and peak RSS (``resource.getrusage``) per run and
@@ -69,8 +69,8 @@ def build(path: str, n_spans: int) -> None:
 
 def _run(path: str, out: Any) -> None:
     """One measured run, in its own process."""
-    from fabric_trace.analyzers import locality
-    from fabric_trace.analyzers.locality_report import build_locality_report
+    from fabric_trace.analyzers.locality import derive as locality
+    from fabric_trace.analyzers.locality.report import build_locality_report
     from fabric_trace.config import Config
     from fabric_trace.render.formats import render
     from fabric_trace.store import db as store

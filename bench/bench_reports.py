@@ -55,9 +55,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from fabric_trace.analyzers import registry
-    from fabric_trace.analyzers.latency_report import LatencyOptions, build_latency_report
-    from fabric_trace.analyzers.locality_report import build_locality_report
-    from fabric_trace.analyzers.trust_report import build_trust_report
+    from fabric_trace.analyzers.latency.report import LatencyOptions, build_latency_report
+    from fabric_trace.analyzers.locality.report import build_locality_report
+    from fabric_trace.analyzers.trust.report import build_trust_report
     from fabric_trace.config import Config
     from fabric_trace.fixtures_gen import Scenario, write_otlp_proto
     from fabric_trace.service import run_ingest
@@ -78,7 +78,7 @@ def main() -> None:
     print(f"{n:,} spans in {db_path}", file=sys.stderr)
     results: list[dict[str, Any]] = []
     config = Config()
-    from fabric_trace.analyzers.refresh import FINDINGS_DDL
+    from fabric_trace.analyzers.engine import FINDINGS_DDL
 
     con.execute("BEGIN")
     con.execute(FINDINGS_DDL)

@@ -68,8 +68,9 @@ def peak_rss_mb() -> float:
 def _measure(path: str, queue: Any) -> None:
     import duckdb
 
-    from fabric_trace.analyzers import trust
-    from fabric_trace.analyzers.trust_report import build_trust_report, render_map, trust_map
+    from fabric_trace.analyzers.trust import derive as trust
+    from fabric_trace.analyzers.trust.report import build_trust_report, trust_map
+    from fabric_trace.render.trustmap import render_map
     from fabric_trace.config import Config
     from fabric_trace.render.formats import render
 

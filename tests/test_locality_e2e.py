@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fabric_trace.analyzers.locality import ACCESS_COLUMNS
-from fabric_trace.analyzers.locality_report import STAT_KEYS, SUMMARY_KEYS
+from fabric_trace.analyzers.locality.report import STAT_KEYS, SUMMARY_KEYS
 from fabric_trace.cli.app import app
 from fabric_trace.errors import ExitCode
 from fabric_trace.fixtures_gen import Scenario, generate, write_otlp_jsonl
@@ -225,7 +225,7 @@ def test_healthy_has_no_remote_and_no_redundant(scenario_dbs: dict[str, str]) ->
 
 
 def test_empty_database(tmp_path: Path) -> None:
-    from fabric_trace.analyzers.refresh import refresh
+    from fabric_trace.analyzers.engine import refresh
     from fabric_trace.config import Config
     from fabric_trace.store import db as store
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from fabric_trace.analyzers import locality_rules as R
-from fabric_trace.analyzers.locality_rules import LocalityConfig, parse_section
+from fabric_trace.analyzers.locality import config as R
+from fabric_trace.analyzers.locality.config import LocalityConfig, parse_section
 from fabric_trace.config import load_config
 from fabric_trace.errors import ConfigError
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fabric_trace.analyzers.locality_whatif import build_index, replay, replayed_spans
+from fabric_trace.analyzers.locality.whatif import build_index, replay, replayed_spans
 from fabric_trace.graph import compute_trace_metrics
 from fabric_trace.service import run_ingest
 
@@ -149,7 +149,7 @@ def test_what_if_equals_the_graph_module_on_the_replayed_copy(remote_db: str) ->
 
 def test_index_falls_back_to_the_exact_join_on_a_hash_collision(remote_db: str,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from fabric_trace.analyzers import locality_whatif as W
+    from fabric_trace.analyzers.locality import whatif as W
 
     con = duckdb.connect(remote_db)
     try:

@@ -25,7 +25,7 @@ from fabric_trace.render.formats import (
     render_to_console,
 )
 from fabric_trace.render.jsonify import to_jsonable
-from fabric_trace.render.report import Column, Report, Table
+from fabric_trace.model import Column, Report, Table
 
 from hostile import HOSTILE_BASE  # noqa: E402 - tests/hostile.py
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from fabric_trace.analyzers.trust_zones import DEFAULT_PRIVILEGED_TOOLS
+from fabric_trace.analyzers.trust.config import DEFAULT_PRIVILEGED_TOOLS
 from fabric_trace.fixtures_gen import GeneratedTraces, write_otlp_jsonl
 from fabric_trace.fixtures_gen.topology import SERVICES
 from fabric_trace.fixtures_gen.truth import GroundTruth

@@ -10,7 +10,8 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from fabric_trace.analyzers.trust_report import RULES, dot_label, mermaid_label
+from fabric_trace.analyzers.trust.report import RULES
+from fabric_trace.render.trustmap import dot_label, mermaid_label
 from fabric_trace.cli.app import app
 from fabric_trace.fixtures_gen import Scenario, generate, write_otlp_jsonl
 from test_trust_helpers import S, Svc, TraceSet, ingest, sid, tid

@@ -345,7 +345,7 @@ def test_call_crossing_without_a_client_span_takes_the_callee_side(tmp_path: Pat
 
 
 def test_hash_collision_fallback_gives_the_same_findings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fabric_trace.analyzers import trust
+    from fabric_trace.analyzers.trust import derive as trust
 
     spans = (root(), retrieval(2, 1, 1, 2), llm(3, 1, 3, 8), policy(4, 1, 9, 10, "deny", call="x"),
              tool(5, 1, 11, 12, name="send_email", call="x"), tool(6, 1, 13, 14, name="send_email", call="y"))
@@ -357,7 +357,7 @@ def test_hash_collision_fallback_gives_the_same_findings(tmp_path: Path, monkeyp
 
 
 def test_empty_store(tmp_path: Path) -> None:
-    from fabric_trace.analyzers.refresh import refresh
+    from fabric_trace.analyzers.engine import refresh
     from fabric_trace.config import Config
     from fabric_trace.store import db as store
 

@@ -8,8 +8,7 @@ from typing import Any
 import duckdb
 
 from fabric_trace.errors import UsageError
-from fabric_trace.filters import ReportFilter
-from fabric_trace.render.report import Column, Report, Table
+from fabric_trace.model import Column, Report, ReportFilter, Table
 from fabric_trace.render.sanitize import safe_text
 
 

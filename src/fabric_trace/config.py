@@ -17,7 +17,15 @@ from fabric_trace.errors import ConfigError
 from fabric_trace.ingest.normalize import Projection, compile_projection
 from fabric_trace.ingest.roles import DEFAULT_RULES, rules_from_config
 
-KNOWN_SECTIONS = frozenset({"roles", "workflows", "latency", "locality", "trust", "gate", "ingest"})
+#: Sections read outside the analyzers; each registered analyzer adds its own (``Analyzer.sections``).
+CORE_SECTIONS = frozenset({"roles", "gate", "ingest"})
+
+
+def known_sections() -> frozenset[str]:
+    """Every section a config file may have: the core ones plus the registered analyzers'."""
+    from fabric_trace.analyzers import registry
+
+    return CORE_SECTIONS | {s for a in registry().values() for s in a.sections}
 
 
 @dataclass(frozen=True)
@@ -74,11 +82,12 @@ def _load(p: Path, table_path: tuple[str, ...], missing_ok: bool = False) -> Con
         doc = doc.get(key, {}) if isinstance(doc, dict) else {}
     if not isinstance(doc, dict):
         raise ConfigError(f"{p}: [{'.'.join(table_path)}] must be a table")
-    unknown = set(doc) - KNOWN_SECTIONS
+    known = known_sections()
+    unknown = set(doc) - known
     if unknown:
         raise ConfigError(
             f"{p}: unknown section(s): {', '.join(sorted(unknown))}",
-            hint=f"known sections: {', '.join(sorted(KNOWN_SECTIONS))}",
+            hint=f"known sections: {', '.join(sorted(known))}",
         )
     cfg = Config(path=str(p), data=doc)
     cfg.projection()  # validate role rules early

@@ -21,6 +21,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from fabric_trace.errors import UsageError
+from fabric_trace.model import SqlFilter
+
+__all__ = ["WHERE_COLUMNS", "parse_time", "parse_where"]
 
 #: Columns of the ``spans`` view that ``--where`` may use, with their type.
 WHERE_COLUMNS: dict[str, str] = {
@@ -163,21 +166,6 @@ class _Parser:
         return tok.text
 
 
-@dataclass(frozen=True)
-class SqlFilter:
-    """A compiled filter: a SQL boolean expression plus its bound parameters."""
-
-    sql: str = "TRUE"
-    params: tuple[Any, ...] = ()
-
-    def __and__(self, other: SqlFilter) -> SqlFilter:
-        if self.sql == "TRUE":
-            return other
-        if other.sql == "TRUE":
-            return self
-        return SqlFilter(f"({self.sql}) AND ({other.sql})", self.params + other.params)
-
-
 def parse_where(expr: str | None, *, prefix: str = "") -> SqlFilter:
     """Compile a ``--where`` expression over ``spans`` columns (``prefix`` e.g. ``"s."``)."""
     if expr is None or not expr.strip():
@@ -217,24 +205,3 @@ def _to_ns(dt: datetime) -> int:
     epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
     delta = dt - epoch
     return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
-
-
-@dataclass(frozen=True)
-class ReportFilter:
-    """The filters every report takes: workflow, time window (on trace start), span filter."""
-
-    workflows: tuple[str, ...] = ()
-    since_ns: int | None = None
-    until_ns: int | None = None
-    where: SqlFilter = field(default_factory=SqlFilter)
-
-    def trace_sql(self, alias: str = "t") -> SqlFilter:
-        """SQL over the ``traces`` view (alias ``alias``) for workflow and window."""
-        out = SqlFilter()
-        if self.workflows:
-            out = out & SqlFilter(f"{alias}.workflow IN ({', '.join('?' for _ in self.workflows)})", tuple(self.workflows))
-        if self.since_ns is not None:
-            out = out & SqlFilter(f"{alias}.start_ns >= ?", (self.since_ns,))
-        if self.until_ns is not None:
-            out = out & SqlFilter(f"{alias}.start_ns < ?", (self.until_ns,))
-        return out

@@ -57,17 +57,18 @@ def run_read_only(db_path: str, sql: str, *, lock_timeout: float = store.DEFAULT
 
 def ensure_fresh(db_path: str, lock_timeout: float) -> None:
     """Recompute derived tables first if the data changed since they were computed."""
-    from fabric_trace.analyzers.refresh import is_stale, refresh
+    from fabric_trace.analyzers.engine import is_stale, refresh
     from fabric_trace.config import load_config
 
+    config = load_config()
     con = store.connect(db_path, read_only=True, lock_timeout=lock_timeout)
     try:
-        stale = is_stale(con)
+        stale = is_stale(con, config)
     finally:
         con.close()
     if stale:
         con = store.connect(db_path, lock_timeout=lock_timeout)
         try:
-            refresh(con, load_config())
+            refresh(con, config)
         finally:
             con.close()

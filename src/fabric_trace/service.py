@@ -66,8 +66,8 @@ def check_inputs(paths: list[str]) -> None:
 
 
 def refresh_derived(con: Any, config: Any) -> None:
-    """Recompute the derived tables (call graphs, findings) if the data changed."""
-    from fabric_trace.analyzers.refresh import refresh
+    """Recompute the derived tables (call graphs, findings) if the data, the analyzers or the config changed."""
+    from fabric_trace.analyzers.engine import refresh
 
     refresh(con, config)
 
@@ -165,14 +165,12 @@ def demo_paths(workdir: str) -> list[str]:
 
 
 def demo_reports(db_path: str) -> dict[str, Any]:
-    """Every report fabric has, on the demo database, by name (latency, locality, trust)."""
-    from fabric_trace.analyzers.latency_report import LatencyOptions, build_latency_report
-    from fabric_trace.analyzers.locality_report import build_locality_report
-    from fabric_trace.analyzers.trust_report import build_trust_report
+    """Every registered analyzer's report (default options), on the demo database, by analyzer name."""
+    from fabric_trace.analyzers import registry
+    from fabric_trace.model import ReportFilter
 
     with open_analyzed(db_path) as con:
-        return {"latency": build_latency_report(con, LatencyOptions()), "locality": build_locality_report(con),
-                "trust": build_trust_report(con)}
+        return {a.name: a.report.build(con, ReportFilter()) for a in registry().values() if a.report is not None}
 
 
 class _CollectSession:

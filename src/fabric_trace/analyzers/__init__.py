@@ -1,31 +1,41 @@
-"""Analyzers: latency (call graph), locality, trust. Each registers one entry.
+"""Analyzers: latency (call graph), locality, trust, and any registered later.
 
-An analyzer's ``derive(con, config)`` recomputes its derived tables inside the
-refresh transaction and appends its rows to ``finding_store`` (the shared
-``findings`` view). Order matters: later analyzers read the call-graph tables
-that the latency analyzer writes.
+Each analyzer is one subpackage with the same inner modules (``config``,
+``derive``, ``findings``, ``report``, ``sql/``) and one registry entry, its
+``ANALYZER`` (:class:`~fabric_trace.analyzers.contract.Analyzer`). The
+registry is the only wiring point: config loading, freshness, refresh,
+``fabric report NAME``, ``fabric demo`` and the gate loop over it
+(docs/analyzers.md). Order matters: later analyzers read the tables of
+earlier ones (locality and trust read the latency analyzer's call graphs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from fabric_trace.analyzers.contract import Analyzer, GateMetric, ReportSpec, Scope, write_findings
 
-import duckdb
-
-
-@dataclass(frozen=True)
-class Analyzer:
-    """A registry entry."""
-
-    name: str
-    summary: str
-    derive: Callable[[duckdb.DuckDBPyConnection, Any], None]
+#: Analyzers registered at run time (:func:`register`), after the built-in ones.
+_EXTRA: dict[str, Analyzer] = {}
 
 
 def registry() -> dict[str, Analyzer]:
-    """The analyzers, in the order they run (imported lazily to keep startup fast)."""
+    """The analyzers, in the order they run (built-ins imported lazily to keep startup fast)."""
     from fabric_trace.analyzers import latency, locality, trust
 
-    return {a.name: a for a in (latency.ANALYZER, locality.ANALYZER, trust.ANALYZER)}
+    out = {a.name: a for a in (latency.ANALYZER, locality.ANALYZER, trust.ANALYZER)}
+    out.update(_EXTRA)
+    return out
+
+
+def register(analyzer: Analyzer) -> None:
+    """Add an analyzer after the built-in ones (it runs last). Re-registering a name replaces it."""
+    if analyzer.name in ("latency", "locality", "trust"):
+        raise ValueError(f"analyzer name {analyzer.name!r} is taken by a built-in analyzer")
+    _EXTRA[analyzer.name] = analyzer
+
+
+def unregister(name: str) -> None:
+    """Remove an analyzer added by :func:`register` (no-op if absent)."""
+    _EXTRA.pop(name, None)
+
+
+__all__ = ["Analyzer", "GateMetric", "ReportSpec", "Scope", "register", "registry", "unregister", "write_findings"]

@@ -11,53 +11,55 @@ from typing import Any, Callable
 import typer
 
 from fabric_trace import __version__
-from fabric_trace.cli import cmd_demo, cmd_ingest, cmd_latency, cmd_query, cmd_trace
-from fabric_trace.cli import cmd_gate
-from fabric_trace.cli import cmd_trust
-from fabric_trace.cli import cmd_locality
-from fabric_trace.cli import cmd_export
-from fabric_trace.cli import cmd_collect
+from fabric_trace.cli import cmd_collect, cmd_demo, cmd_export, cmd_gate, cmd_ingest, cmd_query, cmd_trace
+from fabric_trace.cli.cmd_report import report_command
 from fabric_trace.cli.color import ColorMode, set_color_mode
 from fabric_trace.cli.command import FabricCommand, FabricGroup
 
 #: ``-h`` works like ``--help`` on every command (subcommands inherit the setting).
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
 
-app = typer.Typer(
-    name="fabric",
-    cls=FabricGroup,
-    help="Trace and analyse AI execution paths from OpenTelemetry exports.",
-    no_args_is_help=True,
-    add_completion=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings=_CONTEXT,
-)
-trace_app = typer.Typer(cls=FabricGroup, help="Ingest and browse traces.", no_args_is_help=True,
-                        context_settings=_CONTEXT)
-app.add_typer(trace_app, name="trace")
-report_app = typer.Typer(cls=FabricGroup, help="Analyse the traces in the database.", no_args_is_help=True,
-                         context_settings=_CONTEXT)
-app.add_typer(report_app, name="report")
-
 
 def _register(group: typer.Typer, name: str, fn: Callable[..., Any]) -> None:
     group.command(name, cls=FabricCommand)(fn)
 
 
-_register(trace_app, "ingest", cmd_ingest.ingest_command)
-_register(trace_app, "ls", cmd_trace.ls_command)
-_register(trace_app, "show", cmd_trace.show_command)
-_register(trace_app, "export", cmd_export.export_command)
-_register(app, "query", cmd_query.query_command)
-_register(app, "demo", cmd_demo.demo_command)
-_register(app, "analyze", cmd_demo.analyze_command)
-_register(report_app, "latency", cmd_latency.latency_command)
-_register(report_app, "trust", cmd_trust.trust_command)
-_register(report_app, "locality", cmd_locality.locality_command)
-_register(app, "gate", cmd_gate.gate_command)
-_register(app, "diff", cmd_gate.diff_command)
-_register(app, "collect", cmd_collect.collect_command)
+def build_app() -> typer.Typer:
+    """The ``fabric`` command tree; ``fabric report NAME`` comes from the analyzer registry."""
+    from fabric_trace.analyzers import registry
+
+    app = typer.Typer(
+        name="fabric",
+        cls=FabricGroup,
+        help="Trace and analyse AI execution paths from OpenTelemetry exports.",
+        no_args_is_help=True,
+        add_completion=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings=_CONTEXT,
+    )
+    trace_app = typer.Typer(cls=FabricGroup, help="Ingest and browse traces.", no_args_is_help=True,
+                            context_settings=_CONTEXT)
+    app.add_typer(trace_app, name="trace")
+    report_app = typer.Typer(cls=FabricGroup, help="Analyse the traces in the database.", no_args_is_help=True,
+                             context_settings=_CONTEXT)
+    app.add_typer(report_app, name="report")
+
+    _register(trace_app, "ingest", cmd_ingest.ingest_command)
+    _register(trace_app, "ls", cmd_trace.ls_command)
+    _register(trace_app, "show", cmd_trace.show_command)
+    _register(trace_app, "export", cmd_export.export_command)
+    _register(app, "query", cmd_query.query_command)
+    _register(app, "demo", cmd_demo.demo_command)
+    _register(app, "analyze", cmd_demo.analyze_command)
+    for analyzer in registry().values():  # fabric report NAME, one per registered analyzer
+        if analyzer.report is not None:
+            _register(report_app, analyzer.name, report_command(analyzer))
+    _register(app, "gate", cmd_gate.gate_command)
+    _register(app, "diff", cmd_gate.diff_command)
+    _register(app, "collect", cmd_collect.collect_command)
+    app.callback()(_root)
+    return app
 
 
 def _version(value: bool) -> None:
@@ -66,7 +68,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
@@ -80,6 +81,9 @@ def _root(
     Shell completion: fabric --install-completion (bash, zsh, fish, PowerShell).
     """
     set_color_mode(color)
+
+
+app = build_app()
 
 
 def main() -> None:

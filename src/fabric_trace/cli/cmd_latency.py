@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from fabric_trace.analyzers.latency_report import BY_COLUMNS, LatencyOptions, build_latency_report
+from fabric_trace.analyzers.latency.report import BY_COLUMNS, LatencyOptions, build_latency_report
 from fabric_trace.cli.errors import guarded, stderr_console
 from fabric_trace.cli.options import (
     ConfigOption, DbOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,

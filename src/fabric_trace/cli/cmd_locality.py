@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from fabric_trace.analyzers.locality_report import LocalityOptions, build_locality_report
+from fabric_trace.analyzers.locality.report import LocalityOptions, build_locality_report
 from fabric_trace.cli.errors import guarded, stderr_console
 from fabric_trace.cli.options import (
     ConfigOption, DbOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from fabric_trace.analyzers.trust_report import MapFormat, TrustOptions, build_trust_report, render_map, trust_map
+from fabric_trace.analyzers.trust.report import TrustOptions, build_trust_report, trust_map
 from fabric_trace.cli.errors import guarded, stderr_console
 from fabric_trace.cli.options import (
     ConfigOption, DbOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
@@ -16,6 +16,7 @@ from fabric_trace.cli.options import (
 )
 from fabric_trace.errors import OutputError
 from fabric_trace.render.formats import OutputFormat, render
+from fabric_trace.render.trustmap import MapFormat, render_map
 from fabric_trace.service import open_analyzed
 
 

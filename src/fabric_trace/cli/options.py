@@ -74,7 +74,8 @@ WhereOption = typer.Option(
 
 def report_filter(workflow: list[str] | None, since: str | None, until: str | None, where: str | None):  # type: ignore[no-untyped-def]
     """Build the shared :class:`~fabric_trace.filters.ReportFilter` from the options."""
-    from fabric_trace.filters import ReportFilter, parse_time, parse_where
+    from fabric_trace.filters import parse_time, parse_where
+    from fabric_trace.model import ReportFilter
 
     return ReportFilter(
         workflows=tuple(workflow or ()), since_ns=parse_time(since), until_ns=parse_time(until),

@@ -21,7 +21,7 @@ from fabric_trace.gate.diff import StructuralDiff, edge_counts, structural_diff
 from fabric_trace.gate.inputs import Side, Sides
 from fabric_trace.gate.metrics import SideMetrics, load_side
 from fabric_trace.gate.outputs import SideInfo, diff_report, gate_report
-from fabric_trace.render.report import Report
+from fabric_trace.model import Report
 from fabric_trace.store.db import DEFAULT_LOCK_TIMEOUT
 
 __all__ = ["GateRun", "gate_settings", "run_diff", "run_gate"]

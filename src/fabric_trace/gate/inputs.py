@@ -137,16 +137,10 @@ class Sides:
 
 
 def _analyse(con: duckdb.DuckDBPyConnection, config: Config) -> None:
-    """Bring the derived tables up to date; recompute when an analyzer's tables are missing."""
-    from fabric_trace.analyzers import registry
-    from fabric_trace.analyzers.refresh import refresh
-    from fabric_trace.gate.metrics import table_names
+    """Bring the derived tables up to date (the one freshness check: data, analyzers, config)."""
+    from fabric_trace.analyzers.engine import refresh
 
     refresh(con, config)
-    names = table_names(con)
-    missing = [a for a in registry() if not any(n.startswith(f"{a}_") for n in names)]
-    if missing:  # derived by an older fabric that lacked these analyzers
-        refresh(con, config, force=True)
 
 
 def _require_traces(con: duckdb.DuckDBPyConnection, what: Any) -> None:

@@ -1,27 +1,22 @@
 """What a gate run produces: the verdict report, JUnit XML, Markdown, GitHub annotations.
 
-* :func:`gate_report` - the full :class:`~fabric_trace.render.report.Report`
+* :func:`gate_report` - the full :class:`~fabric_trace.model.Report`
   (``--format json|csv|markdown``, ``--verbose``, the ``--markdown`` file);
   its ``data`` is the JSON document of docs/ci.md ("JSON document").
 * :func:`compact_report` - what ``--format table`` prints by default: the
   verdict line, one row per failed or inconclusive check with its reason,
   and the passing checks folded into a count.
-* :func:`junit_xml` - one ``<testcase>`` per check, grouped in one
-  ``<testsuite>`` per workflow; failures are ``<failure>``, inconclusive
-  checks ``<skipped>`` (or ``<failure type="inconclusive">`` with
-  ``fail_on_inconclusive``). Deterministic: every ``time`` is ``0``.
+* :func:`junit_xml` - the checks as JUnit XML (rendered by :mod:`fabric_trace.render.ci`).
 * :func:`markdown_summary` - for ``$GITHUB_STEP_SUMMARY`` or an MR comment.
-* :func:`github_annotations` - ``::error`` / ``::warning`` workflow commands.
+* :func:`github_annotations` - ``::error`` / ``::warning`` workflow commands (same module).
 * :func:`diff_report` - the report of ``fabric diff``.
 
-Nothing here prints; every string from span data goes through ``safe_text``.
+Nothing here prints; the renderers escape every string from span data.
 """
 
 from __future__ import annotations
 
 import math
-import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +24,9 @@ from fabric_trace.gate.results import CheckResult, GateOutcome, format_value, p_
 from fabric_trace.gate.diff import StructuralDiff
 from fabric_trace.gate.metrics import SideMetrics
 from fabric_trace.render.formats import OutputFormat, render
-from fabric_trace.render.report import Column, Report, Table
-from fabric_trace.render.sanitize import safe_text
+from fabric_trace.model import Column, Report, Table
+from fabric_trace.render import ci
+from fabric_trace.render.ci import CheckCase
 
 #: Version of the JSON document of ``fabric gate --format json``.
 GATE_JSON_VERSION = 2
@@ -197,16 +193,7 @@ def markdown_summary(report: Report) -> str:
     return render(report, OutputFormat.markdown)
 
 
-# -- JUnit ------------------------------------------------------------------------------------------
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "all"
-
-
-def _xml_text(value: object) -> str:
-    """Text safe for XML 1.0 (control characters made visible)."""
-    return safe_text(value, None, multiline=True)
-
+# -- JUnit and GitHub annotations (rendered by fabric_trace.render.ci) ------------------------------
 
 def _case_body(r: CheckResult) -> str:
     lines = [
@@ -222,63 +209,18 @@ def _case_body(r: CheckResult) -> str:
     return "\n".join(lines)
 
 
+def _cases(results: list[CheckResult]) -> list[CheckCase]:
+    return [CheckCase(r.name, r.workflow, r.verdict, r.kind, r.reason, _case_body(r)) for r in results]
+
+
 def junit_xml(outcome: GateOutcome) -> str:
-    """The results as JUnit XML (the ``testsuites`` document CI systems read)."""
-    suites: dict[str, list[CheckResult]] = {}
-    for r in outcome.results:
-        suites.setdefault(r.workflow, []).append(r)
-    fail_inconclusive = outcome.settings.fail_on_inconclusive
-    root = ET.Element("testsuites", {
-        "name": "fabric gate", "tests": str(len(outcome.results)), "time": "0",
-        "failures": str(len(outcome.failed) + (len(outcome.inconclusive) if fail_inconclusive else 0)),
-        "errors": "0",
-    })
-    for workflow in sorted(suites):
-        cases = suites[workflow]
-        failures = sum(1 for r in cases if r.verdict == "fail" or (fail_inconclusive and r.verdict == "inconclusive"))
-        skipped = sum(1 for r in cases if r.verdict == "inconclusive" and not fail_inconclusive)
-        suite = ET.SubElement(root, "testsuite", {
-            "name": _xml_text(f"fabric gate: {workflow}"), "tests": str(len(cases)), "failures": str(failures),
-            "errors": "0", "skipped": str(skipped), "time": "0",
-        })
-        for r in cases:
-            case = ET.SubElement(suite, "testcase", {
-                "name": _xml_text(r.name), "classname": f"fabric.gate.{_slug(workflow)}", "time": "0",
-            })
-            body = _xml_text(_case_body(r))
-            failed = r.verdict == "fail" or (r.verdict == "inconclusive" and fail_inconclusive)
-            if failed:
-                kind = r.kind if r.verdict == "fail" else "inconclusive"
-                ET.SubElement(case, "failure", {"type": kind, "message": _xml_text(r.reason)}).text = body
-            else:
-                if r.verdict == "inconclusive":
-                    ET.SubElement(case, "skipped", {"message": _xml_text(f"inconclusive: {r.reason}")})
-                ET.SubElement(case, "system-out").text = body
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
-
-
-# -- GitHub Actions --------------------------------------------------------------------------------
-
-def _gh_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _gh_property(text: str) -> str:
-    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
+    """The results as JUnit XML (:func:`fabric_trace.render.ci.junit_xml`)."""
+    return ci.junit_xml(_cases(outcome.results), fail_on_inconclusive=outcome.settings.fail_on_inconclusive)
 
 
 def github_annotations(outcome: GateOutcome) -> list[str]:
-    """``::error`` lines for failed checks, ``::warning`` for inconclusive ones."""
-    lines = []
-    for r in _ordered(outcome):
-        if r.verdict == "pass":
-            continue
-        level = "error" if r.verdict == "fail" or outcome.settings.fail_on_inconclusive else "warning"
-        title = _gh_property(safe_text(f"fabric gate: {r.name} [{r.workflow}]", 200))
-        prefix = "" if r.verdict == "fail" else "inconclusive: "
-        lines.append(f"::{level} title={title}::{_gh_data(safe_text(prefix + r.reason, 1000))}")
-    return lines
+    """``::error`` lines for failed checks, ``::warning`` for inconclusive ones (:mod:`fabric_trace.render.ci`)."""
+    return ci.github_annotations(_cases(_ordered(outcome)), fail_on_inconclusive=outcome.settings.fail_on_inconclusive)
 
 
 # -- fabric diff ------------------------------------------------------------------------------------

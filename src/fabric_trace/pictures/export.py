@@ -7,7 +7,7 @@ from enum import Enum
 import duckdb
 
 from fabric_trace.errors import UsageError
-from fabric_trace.filters import ReportFilter
+from fabric_trace.model import ReportFilter
 from fabric_trace.pictures.spans import load_spans, resolve_trace_id, select_trace_ids
 from fabric_trace.render.export import to_jaeger, to_perfetto, to_speedscope
 

@@ -9,7 +9,7 @@ import duckdb
 import orjson
 
 from fabric_trace.errors import UsageError
-from fabric_trace.filters import ReportFilter
+from fabric_trace.model import ReportFilter
 from fabric_trace.render.export.model import ExportSpan
 
 _COLUMNS = """

@@ -14,7 +14,7 @@ from fabric_trace.render.formats import (
     render_rows_to_console,
     render_to_console,
 )
-from fabric_trace.render.report import Column, Report, Table
+from fabric_trace.model import Column, Report, Table
 from fabric_trace.render.sanitize import safe_markup, safe_rich_text, safe_text
 from fabric_trace.render.tree import render_trace_tree, render_trace_tree_text
 

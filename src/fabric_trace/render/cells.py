@@ -1,6 +1,6 @@
 """Cell formatting shared by the table, CSV and Markdown writers.
 
-Both a :class:`~fabric_trace.render.report.Table` and an ad-hoc SQL result are
+Both a :class:`~fabric_trace.model.Table` and an ad-hoc SQL result are
 turned into a :class:`Grid`: sanitized display strings (for ``table`` and
 ``markdown``) plus raw CSV strings, so each writer only lays cells out.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from fabric_trace.render.fit import IDENT, LABEL, LABEL_KEYS, NUMBER, OTHER
 from fabric_trace.render.jsonify import to_jsonable
-from fabric_trace.render.report import Column, ColumnKind, Table
+from fabric_trace.model import Column, ColumnKind, Table
 from fabric_trace.render.sanitize import safe_text
 
 __all__ = [

@@ -19,7 +19,7 @@ from rich.console import Console, RenderableType
 
 from fabric_trace.render.cells import Grid, grid_from_rows, grid_from_table
 from fabric_trace.render.jsonify import dumps, to_jsonable
-from fabric_trace.render.report import Report
+from fabric_trace.model import Report
 from fabric_trace.render.writers import rich_renderables, write_csv, write_markdown
 
 __all__ = [

@@ -21,16 +21,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fabric_trace.analyzers.locality_rules import LocalityConfig
+from fabric_trace.analyzers.contract import write_findings
+from fabric_trace.analyzers.locality.config import LocalityConfig
+from fabric_trace.model import Severity
 
 #: Severity of each finding kind.
-SEVERITY = {
-    "cache_miss": "low",
-    "prefix_cache_miss": "medium",
-    "cross_zone": "low",
-    "cross_region": "medium",
-    "redundant_fetch": "low",
-    "session_redundant_fetch": "info",
+SEVERITY: dict[str, Severity] = {
+    "cache_miss": Severity.LOW,
+    "prefix_cache_miss": Severity.MEDIUM,
+    "cross_zone": Severity.LOW,
+    "cross_region": Severity.MEDIUM,
+    "redundant_fetch": Severity.LOW,
+    "session_redundant_fetch": Severity.INFO,
 }
 
 KINDS = tuple(SEVERITY)
@@ -41,8 +43,7 @@ def _ms(col: str) -> str:
 
 
 _CACHE_MISS = f"""
-INSERT INTO finding_store
-SELECT 'locality', 'cache_miss', '{SEVERITY["cache_miss"]}', trace_id, span_id,
+SELECT 'cache_miss', '{SEVERITY["cache_miss"]}', trace_id, span_id,
        'cache miss on ' || store || coalesce(' (key ' || key || ')', '') || ': ' || {_ms('cost_ns')}
        || CASE WHEN backing_span_ids IS NOT NULL THEN ' with the backing fetch' ELSE '' END
        || ', ' || {_ms('critical_ns')} || ' on the critical path',
@@ -54,8 +55,7 @@ ORDER BY trace_id, start_ns, span_id
 """
 
 _REMOTE = f"""
-INSERT INTO finding_store
-SELECT 'locality', remote, CASE remote WHEN 'cross_region' THEN '{SEVERITY["cross_region"]}'
+SELECT remote, CASE remote WHEN 'cross_region' THEN '{SEVERITY["cross_region"]}'
                                        ELSE '{SEVERITY["cross_zone"]}' END, trace_id, span_id,
        replace(remote, '_', '-') || ' ' || access_type || ' from ' || caller_service || ' ('
        || coalesce(caller_location, '?') || ') to ' || coalesce(server_service, store) || ' ('
@@ -73,8 +73,7 @@ ORDER BY trace_id, start_ns, span_id
 
 def _prefix_sql(cfg: LocalityConfig) -> str:
     return f"""
-    INSERT INTO finding_store
-    WITH calls AS (
+        WITH calls AS (
         SELECT * FROM (
             SELECT c.trace_id, c.span_id, coalesce(c.session_id, ts.session_id) AS session_id,
                    c.service_name AS caller_service, c.store, c.start_ns, c.input_tokens,
@@ -90,7 +89,7 @@ def _prefix_sql(cfg: LocalityConfig) -> str:
         FROM calls
         WINDOW k AS (PARTITION BY session_id, caller_service, store, fingerprint ORDER BY start_ns, span_id)
     )
-    SELECT 'locality', 'prefix_cache_miss', '{SEVERITY["prefix_cache_miss"]}', trace_id, span_id,
+    SELECT 'prefix_cache_miss', '{SEVERITY["prefix_cache_miss"]}', trace_id, span_id,
            'LLM call on ' || store || ' reported 0 cached input tokens of ' || input_tokens
            || ' although the session already sent this prompt prefix (first call: span ' || first_span_id || ')',
            json_object('store', store, 'session_id', session_id, 'service', caller_service,
@@ -119,8 +118,7 @@ WHERE NOT EXISTS (SELECT 1 FROM _loc_cand r
 """
 
 _REDUNDANT_INSERT = f"""
-INSERT INTO finding_store
-SELECT 'locality', 'redundant_fetch', '{SEVERITY["redundant_fetch"]}', a.trace_id, a.span_id,
+SELECT 'redundant_fetch', '{SEVERITY["redundant_fetch"]}', a.trace_id, a.span_id,
        a.access_type || ' ' || a.store || ' fetched ' || a.key || ' again in the same trace (first: span '
        || f.span_id || ')',
        json_object('scope', 'trace', 'access_type', a.access_type, 'store', a.store, 'key', a.key,
@@ -131,8 +129,7 @@ ORDER BY a.trace_id, a.start_ns, a.span_id
 """
 
 _SESSION_INSERT = f"""
-INSERT INTO finding_store
-SELECT 'locality', 'session_redundant_fetch', '{SEVERITY["session_redundant_fetch"]}', a.trace_id, a.span_id,
+SELECT 'session_redundant_fetch', '{SEVERITY["session_redundant_fetch"]}', a.trace_id, a.span_id,
        a.access_type || ' ' || a.store || ' fetched ' || a.key || ' again in session ' || r.session_id
        || ' (first: trace ' || f.trace_id || ', span ' || f.span_id || ')',
        json_object('scope', 'session', 'session_id', r.session_id, 'access_type', a.access_type,
@@ -212,16 +209,16 @@ def _redundant(con: duckdb.DuckDBPyConnection) -> None:
     }))
     con.execute("CREATE OR REPLACE TEMP TABLE _loc_red AS SELECT * FROM _loc_red_in")
     con.unregister("_loc_red_in")
-    con.execute(_REDUNDANT_INSERT)
-    con.execute(_SESSION_INSERT)
+    write_findings(con, "locality", _REDUNDANT_INSERT)
+    write_findings(con, "locality", _SESSION_INSERT)
     con.execute("DROP TABLE _loc_red")
 
 
 def insert_findings(con: duckdb.DuckDBPyConnection, cfg: LocalityConfig) -> None:
     """Append every locality finding to ``finding_store`` (reads the ``_loc_*`` temp tables)."""
-    con.execute(_CACHE_MISS)
-    con.execute(_prefix_sql(cfg))
-    con.execute(_REMOTE)
+    write_findings(con, "locality", _CACHE_MISS)
+    write_findings(con, "locality", _prefix_sql(cfg))
+    write_findings(con, "locality", _REMOTE)
     _redundant(con)
 
 

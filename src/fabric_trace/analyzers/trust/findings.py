@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import duckdb
 
+from fabric_trace.analyzers.contract import write_findings
 from fabric_trace.ingest.roles import OUTPUT_KEYS, POLICY_ALLOW_FLAGS, POLICY_DECISION_KEYS, POLICY_DENY_FLAGS
 
 #: Finding kinds and their severity rule (documented in docs/trust.md).
@@ -184,9 +185,8 @@ WHERE x.crossing IN ('peer', 'call') AND x.from_kind = 'internal' AND x.to_kind 
 """
 
 _FINDINGS = """
-INSERT INTO finding_store
 -- unguarded_tool_call / denied_tool_executed
-SELECT 'trust', CASE WHEN g.pspan IS NULL THEN 'unguarded_tool_call' ELSE 'denied_tool_executed' END,
+SELECT CASE WHEN g.pspan IS NULL THEN 'unguarded_tool_call' ELSE 'denied_tool_executed' END,
        CASE WHEN g.pspan IS NOT NULL THEN 'critical' WHEN t.privileged THEN 'high' ELSE 'medium' END,
        t.trace_id, t.span_id,
        CASE WHEN g.pspan IS NULL
@@ -199,7 +199,7 @@ FROM _trust_tool t LEFT JOIN _trust_guard g ON g.pos = t.pos
 WHERE g.pspan IS NULL OR g.decision = 'deny'
 UNION ALL
 -- external_egress / provider_egress
-SELECT 'trust', CASE WHEN e.to_kind = 'provider' THEN 'provider_egress' ELSE 'external_egress' END,
+SELECT CASE WHEN e.to_kind = 'provider' THEN 'provider_egress' ELSE 'external_egress' END,
        CASE WHEN e.to_kind = 'provider' THEN 'info' ELSE 'medium' END,
        e.trace_id, e.parent_span_id,
        CASE WHEN e.to_kind = 'provider' THEN 'model call to ' || e.to_zone
@@ -208,7 +208,7 @@ SELECT 'trust', CASE WHEN e.to_kind = 'provider' THEN 'provider_egress' ELSE 'ex
 FROM _trust_egress e
 UNION ALL
 -- untrusted_input_to_privileged_tool
-SELECT 'trust', 'untrusted_input_to_privileged_tool', 'high', t.trace_id, t.span_id,
+SELECT 'untrusted_input_to_privileged_tool', 'high', t.trace_id, t.span_id,
        s.source_kind || ' content (span ' || s.span_id || ') reaches LLM call ' || l.span_id
            || ' whose output triggers privileged tool ' || coalesce(t.tool_name, '?')
            || ' with no policy decision in between',
@@ -221,7 +221,7 @@ LEFT JOIN _trust_guard g ON g.pos = t.pos
 WHERE g.pspan IS NULL OR g.penter < s.enter
 UNION ALL
 -- plaintext_crossing
-SELECT 'trust', 'plaintext_crossing',
+SELECT 'plaintext_crossing',
        CASE WHEN x.to_kind <> 'internal' OR x.from_kind <> 'internal' THEN 'high' ELSE 'low' END,
        x.trace_id, coalesce(x.parent_span_id, x.child_span_id),
        'plaintext http:// from zone ' || x.from_zone || ' to ' || x.to_zone,
@@ -231,7 +231,6 @@ WHERE x.scheme = 'http' AND (x.peer IS NULL OR x.peer NOT IN (SELECT host FROM _
 """
 
 _ANONYMOUS = """
-INSERT INTO finding_store
 WITH actions AS (
     SELECT t.trace_no, t.enter, t.span_id, 'privileged_tool' AS action, t.tool_name AS name
     FROM _trust_tool t SEMI JOIN _trust_anon USING (trace_no) WHERE t.privileged
@@ -246,7 +245,7 @@ WITH actions AS (
            list({'span_id': a.span_id, 'action': a.action, 'name': a.name} ORDER BY a.enter)[1:20] AS sample
     FROM actions a GROUP BY a.trace_no
 )
-SELECT 'trust', 'anonymous_privileged_action',
+SELECT 'anonymous_privileged_action',
        CASE WHEN per.privileged_tools > 0 THEN 'high' ELSE 'medium' END,
        tr.trace_id, per.first_span,
        'workflow without end-user identity runs ' || per.privileged_tools || ' privileged tool call(s) and '
@@ -268,8 +267,8 @@ def insert_findings(con: duckdb.DuckDBPyConnection) -> None:
     """Build the rule tables and append every trust finding to ``finding_store``."""
     con.execute(_TOOLS)
     con.execute(_EXEMPT)
-    con.execute(_FINDINGS)
-    con.execute(_ANONYMOUS)
+    write_findings(con, "trust", _FINDINGS)
+    write_findings(con, "trust", _ANONYMOUS)
     for table in ("_trust_priv", "_trust_tool0", "_trust_tool", "_trust_pol", "_trust_guard", "_trust_src",
                   "_trust_llm", "_trust_egress", "_trust_exempt"):
         con.execute(f"DROP TABLE IF EXISTS {table}")

@@ -24,22 +24,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from fabric_trace.analyzers import Analyzer
-from fabric_trace.analyzers.trust_rules import TOOL_SQL, insert_findings
-from fabric_trace.analyzers.trust_tree import tree_positions
-from fabric_trace.analyzers.trust_zones import build_zones, load_trust_config, resolve_peers, write_config_tables
+from fabric_trace.analyzers.trust.findings import TOOL_SQL, insert_findings
+from fabric_trace.analyzers.trust.tree import tree_positions
+from fabric_trace.analyzers.trust.config import build_zones, load_trust_config, resolve_peers, write_config_tables
 from fabric_trace.errors import DatabaseError
-
-_VIEWS = """
-CREATE OR REPLACE VIEW trust_spans AS
-SELECT s.trace_id, s.span_id, s.service_name, z.zone, z.zone_kind, z.trust_level
-FROM span_store s JOIN trust_zone_store z ON z.resource_id = s.resource_id;
-CREATE OR REPLACE VIEW trust_crossings AS
-SELECT trace_id, crossing, parent_span_id, child_span_id, from_zone, from_kind, from_level,
-       to_zone, to_kind, to_level, peer, protocol, operation, scheme,
-       identity_from, identity_to, error
-FROM trust_crossing_store;
-"""
 
 #: Client calls that may reach an uninstrumented peer.
 CANDIDATE_SQL = (
@@ -307,17 +295,9 @@ def derive(con: duckdb.DuckDBPyConnection, config: Any) -> None:
         _build_candidates(con)
         resolve_peers(con)
         positions = _build_crossings(con, positions)
-        con.execute(_VIEWS)
         insert_findings(con)
     finally:
         con.unregister("_trust_pos")
         for table in _TEMP_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {table}")
 
-
-ANALYZER = Analyzer(
-    name="trust",
-    summary="Trust zones, boundary crossings, and risky paths (unguarded or denied tools, egress, "
-    "prompt-injection exposure, anonymous privileged actions, plaintext hops).",
-    derive=derive,
-)

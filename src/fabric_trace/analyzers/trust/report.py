@@ -4,42 +4,29 @@ Everything is read from the derived views (``trust_spans``, ``trust_crossings``,
 ``findings``, ``traces``); refresh them first. The JSON document and the map
 formats are documented field by field in docs/trust.md.
 
-The map renderers escape every label for their language *and* for a terminal:
-span data never becomes Mermaid/Graphviz syntax, HTML or an escape sequence.
+The map's data comes from :func:`trust_map`; its renderers are in
+:mod:`fabric_trace.render.trustmap`.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, assert_never
+from typing import Any
 
 import duckdb
 
-from fabric_trace.filters import ReportFilter
-from fabric_trace.render.report import Column, Report, Table
-from fabric_trace.render.sanitize import safe_text
+from fabric_trace.model import Column, Report, ReportFilter, Severity, Table
 
 #: Trust finding kinds, in report order.
 RULES: tuple[str, ...] = (
     "denied_tool_executed", "untrusted_input_to_privileged_tool", "unguarded_tool_call",
     "anonymous_privileged_action", "external_egress", "plaintext_crossing", "provider_egress",
 )
-SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low", "info")
+#: Severities, most severe first (report order).
+SEVERITIES: tuple[str, ...] = tuple(reversed(Severity.names()))
 _SEV_RANK = "CASE severity " + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(SEVERITIES)) + " END"
 _RULE_RANK = "CASE kind " + " ".join(f"WHEN '{k}' THEN {i}" for i, k in enumerate(RULES)) + " ELSE 99 END"
-
-
-class MapFormat(str, Enum):
-    """The values of ``--map``."""
-
-    mermaid = "mermaid"
-    dot = "dot"
-    json = "json"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
@@ -217,73 +204,3 @@ def trust_map(con: duckdb.DuckDBPyConnection, flt: ReportFilter | None = None) -
         GROUP BY from_zone, to_zone ORDER BY from_zone, to_zone
     """)
     return {"map": "trust", "nodes": nodes, "edges": edges}
-
-
-_MERMAID_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:/@+-_")
-
-
-def mermaid_label(value: object) -> str:
-    """Text safe inside a quoted Mermaid label: sanitized, then every other character as ``#NNN;``."""
-    return "".join(c if c in _MERMAID_SAFE else f"#{ord(c)};" for c in safe_text(value, 120))
-
-
-def dot_label(value: object) -> str:
-    """Text safe inside a quoted Graphviz string: sanitized, backslashes and quotes escaped."""
-    return safe_text(value, 120).replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" + ("" if n == 1 else "s")
-
-
-def _edge_text(e: dict[str, Any]) -> list[str]:
-    parts = [_plural(e["calls"], "call")]
-    if e["errors"]:
-        parts.append(_plural(e["errors"], "error"))
-    if e["plaintext"]:
-        parts.append(f"{e['plaintext']:,} plaintext http")
-    parts.append("via " + ", ".join(str(p) for p in e["protocols"]))
-    return parts
-
-
-_KIND_STYLE = {
-    "user": ("fill:#eef,stroke:#336", "ellipse", "#eeeeff"),
-    "internal": ("fill:#efe,stroke:#363", "box", "#eeffee"),
-    "provider": ("fill:#ffe,stroke:#663", "box", "#ffffdd"),
-    "external": ("fill:#fee,stroke:#933", "box", "#ffeeee"),
-}
-
-
-def render_map(data: dict[str, Any], fmt: MapFormat | str) -> str:
-    """Render :func:`trust_map` output as Mermaid, Graphviz DOT, or JSON (ends with a newline)."""
-    fmt = MapFormat(fmt)
-    if fmt is MapFormat.json:
-        from fabric_trace.render.jsonify import dumps
-
-        return dumps(data)
-    ids = {n["id"]: f"z{i}" for i, n in enumerate(data["nodes"])}
-    if fmt is MapFormat.mermaid:
-        lines = ["flowchart LR"]
-        for kind, (style, _, _) in _KIND_STYLE.items():
-            lines.append(f"  classDef {kind} {style}")
-        for n in data["nodes"]:
-            label = mermaid_label(n["id"]) + "<br/>" + mermaid_label(f"{n['kind']}, trust {n['trust_level']}")
-            lines.append(f'  {ids[n["id"]]}["{label}"]:::{n["kind"] if n["kind"] in _KIND_STYLE else "external"}')
-        for e in data["edges"]:
-            label = "<br/>".join(mermaid_label(p) for p in _edge_text(e))
-            lines.append(f'  {ids[e["from"]]} -->|"{label}"| {ids[e["to"]]}')
-        return "\n".join(lines) + "\n"
-    if fmt is MapFormat.dot:
-        lines = ["digraph trust {", "  rankdir=LR;", '  node [shape=box, style="rounded,filled", fontname="Helvetica"];',
-                 '  edge [fontname="Helvetica", fontsize=10];']
-        for n in data["nodes"]:
-            _, shape, colour = _KIND_STYLE.get(n["kind"], _KIND_STYLE["external"])
-            label = dot_label(n["id"]) + "\\n" + dot_label(f"{n['kind']}, trust {n['trust_level']}")
-            lines.append(f'  {ids[n["id"]]} [label="{label}", shape={shape}, fillcolor="{colour}"];')
-        for e in data["edges"]:
-            label = "\\n".join(dot_label(p) for p in _edge_text(e))
-            style = ', color="#cc3333"' if e["plaintext"] else ""
-            lines.append(f'  {ids[e["from"]]} -> {ids[e["to"]]} [label="{label}"{style}];')
-        lines.append("}")
-        return "\n".join(lines) + "\n"
-    assert_never(fmt)

@@ -1,4 +1,4 @@
-"""The workflow a trace belongs to (docs/critical-path.md, "Workflow").
+"""The latency analyzer's config: ``[workflows]`` rules (the workflow a trace belongs to) and ``[latency]``.
 
 Rule, first that applies:
 
@@ -13,6 +13,7 @@ Rule, first that applies:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fabric_trace.errors import ConfigError
@@ -61,3 +62,23 @@ def workflow_sql(config: Any) -> tuple[str, list[Any]]:
     if whens:
         return "CASE " + " ".join(whens) + f" ELSE {fallback} END", params
     return fallback, params
+
+
+def max_skew(config: Any) -> int | None:
+    """``[latency] adjust_skew_max_ns`` (set by ``--adjust-skew``); None = detect only."""
+    data = getattr(config, "data", {}) or {}
+    value = (data.get("latency") or {}).get("adjust_skew_max_ns")
+    return None if value is None else int(value)
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """The validated ``[latency]`` and ``[workflows]`` sections."""
+
+    workflow_rules: tuple[dict[str, str], ...]
+    max_skew_ns: int | None
+
+
+def parse_config(config: Any) -> LatencySettings:
+    """Validate the sections the latency analyzer reads."""
+    return LatencySettings(tuple(_rules(config)), max_skew(config))

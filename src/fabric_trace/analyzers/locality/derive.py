@@ -1,4 +1,4 @@
-"""The state-locality analyzer: where the state a step needs lives, and what misses cost.
+"""The state-locality analyzer's derive step: where the state a step needs lives, and what misses cost.
 
 ``derive`` runs after the latency analyzer (it reads ``latency_spans`` for the
 critical path and ``latency_traces`` for end-to-end durations) and writes:
@@ -7,13 +7,13 @@ critical path and ``latency_traces`` for end-to-end durations) and writes:
   access (cache lookup, LLM prefix cache, retrieval / vector store / memory /
   database call, cross-service call) with its outcome, where the caller and
   the serving side run, and how much critical-path time it holds
-  (:mod:`fabric_trace.analyzers.locality_sql`);
+  (:mod:`.queries`);
 * ``locality_trace_store``: per trace, the critical-path time inside misses
   and remote accesses and the what-if end-to-end duration
-  (:mod:`fabric_trace.analyzers.locality_whatif`);
+  (:mod:`.whatif`);
 * findings ``cache_miss``, ``prefix_cache_miss``, ``cross_zone``,
   ``cross_region``, ``redundant_fetch`` and ``session_redundant_fetch``
-  (:mod:`fabric_trace.analyzers.locality_findings`).
+  (:mod:`.findings`).
 
 Every rule is in docs/locality.md; the config keys in docs/config.md.
 """
@@ -24,10 +24,9 @@ from typing import Any
 
 import duckdb
 
-from fabric_trace.analyzers import Analyzer
-from fabric_trace.analyzers import locality_rules as R
-from fabric_trace.analyzers import locality_sql as Q
-from fabric_trace.analyzers.locality_rules import LocalityConfig
+from fabric_trace.analyzers.locality import config as R
+from fabric_trace.analyzers.locality import queries as Q
+from fabric_trace.analyzers.locality.config import LocalityConfig
 
 #: Columns of the ``locality_accesses`` view (docs/locality.md), in order.
 ACCESS_COLUMNS = (
@@ -37,18 +36,14 @@ ACCESS_COLUMNS = (
     "start_ns", "duration_ns", "cost_ns", "critical_ns", "key", "backing_span_ids",
 )
 
-_VIEW = f"""
-CREATE OR REPLACE VIEW locality_accesses AS
-SELECT {', '.join(ACCESS_COLUMNS)} FROM locality_access_store
-"""
-
 _TEMP_TABLES = ("_loc_peer", "_loc_tsess", "_loc_cand", "_loc_srv", "_loc_writes", "_loc_backing",
                 "_loc_crit", "_loc_trace_crit", "_loc_tix")
 
 
 def derive(con: duckdb.DuckDBPyConnection, config: Any) -> None:
     """Recompute the locality tables and findings for the whole store (inside refresh's transaction)."""
-    from fabric_trace.analyzers import locality_findings, locality_whatif
+    from fabric_trace.analyzers.locality import findings as locality_findings
+    from fabric_trace.analyzers.locality import whatif as locality_whatif
 
     cfg = LocalityConfig.from_config(config)
     con.execute("CREATE OR REPLACE TEMP TABLE _loc_peer (pos INTEGER, pattern VARCHAR, is_glob BOOLEAN, "
@@ -66,15 +61,8 @@ def derive(con: duckdb.DuckDBPyConnection, config: Any) -> None:
     con.execute(Q.accesses_sql(cfg))
     locality_whatif.trace_critical(con, spans)
     locality_whatif.what_if(con, spans)
-    con.execute(_VIEW)
     locality_findings.insert_findings(con, cfg)
     con.unregister("_loc_idx")
     for tmp in _TEMP_TABLES:
         con.execute(f"DROP TABLE IF EXISTS {tmp}")
 
-
-ANALYZER = Analyzer(
-    name="locality",
-    summary="State locality: cache and prefix-cache misses, cross-zone/region access, redundant fetches.",
-    derive=derive,
-)

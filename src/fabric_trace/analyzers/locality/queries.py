@@ -8,8 +8,8 @@ The rules are documented in docs/locality.md.
 
 from __future__ import annotations
 
-from fabric_trace.analyzers import locality_rules as R
-from fabric_trace.analyzers.locality_rules import LocalityConfig, sql_list, sql_str
+from fabric_trace.analyzers.locality import config as R
+from fabric_trace.analyzers.locality.config import LocalityConfig, sql_list, sql_str
 
 #: Roles of a sibling that can be the backing fetch of a cache miss (besides any CLIENT span).
 FETCH_ROLES = ("llm", "embedding", "retrieval", "vector_store", "memory", "database", "http", "rpc", "tool")

@@ -14,10 +14,10 @@ from typing import Any
 
 import duckdb
 
-from fabric_trace.analyzers.locality_findings import KINDS
+from fabric_trace.analyzers.locality.findings import KINDS
 from fabric_trace.errors import UsageError
-from fabric_trace.filters import ReportFilter
-from fabric_trace.render.report import Column, Report, Table
+from fabric_trace.model import ReportFilter
+from fabric_trace.model import Column, Report, Table
 
 #: Keys of an access-statistics row (per access type or per store), in display order.
 STAT_KEYS = (

@@ -14,8 +14,8 @@ from typing import Any
 import duckdb
 
 from fabric_trace.errors import UsageError
-from fabric_trace.filters import ReportFilter
-from fabric_trace.render.report import Column, Report, Table
+from fabric_trace.model import ReportFilter
+from fabric_trace.model import Column, Report, Table
 
 #: Dimensions for ``--by``.
 BY_COLUMNS = {"role": "s.role", "service": "s.service_name", "operation": "s.name", "model": "s.model"}

@@ -1,0 +1,140 @@
+"""The analyzer contract: a toy analyzer, registered here and nowhere else, appears in
+config loading, refresh (tables, views, findings, freshness), ``fabric report NAME``
+and ``fabric demo`` with no other edit (docs/analyzers.md)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from fabric_trace.analyzers import Analyzer, GateMetric, ReportSpec, register, registry, unregister, write_findings
+from fabric_trace.config import load_config
+from fabric_trace.errors import ConfigError
+from fabric_trace.model import Column, Report, ReportFilter, Severity, Table
+
+HEALTHY = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios" / "healthy.jsonl"
+
+
+def _parse(config: Any) -> int:
+    section = config.section("toy") if hasattr(config, "section") else {}
+    unknown = set(section) - {"min_spans"}
+    if unknown:
+        raise ConfigError(f"[toy] has unknown keys: {', '.join(sorted(unknown))}")
+    value = section.get("min_spans", 5)
+    if not isinstance(value, int) or value < 1:
+        raise ConfigError("[toy] min_spans must be a positive integer")
+    return value
+
+
+def _derive(con: duckdb.DuckDBPyConnection, config: Any) -> None:
+    min_spans = _parse(config)
+    con.execute("INSERT INTO toy_trace_store SELECT trace_id, count(*) FROM span_store GROUP BY trace_id")
+    write_findings(con, "toy", """
+        SELECT 'big_trace', 'info', trace_id, NULL, 'trace has ' || spans || ' spans', NULL
+        FROM toy_trace_store WHERE spans >= ?""", [min_spans])
+
+
+def _report(con: duckdb.DuckDBPyConnection, flt: ReportFilter) -> Report:
+    rows = [{"trace_id": t, "spans": n} for t, n in con.execute(
+        "SELECT trace_id, spans FROM toy_traces ORDER BY spans DESC, trace_id LIMIT 5").fetchall()]
+    return Report("Toy report", [Table("biggest", "Biggest traces", [Column("trace_id", "Trace", "id"),
+                                                                      Column("spans", "Spans", "int")], rows)],
+                  {"biggest": rows})
+
+
+def _toy(sql_dir: Path) -> Analyzer:
+    (sql_dir / "sql").mkdir(parents=True, exist_ok=True)
+    (sql_dir / "sql" / "tables.sql").write_text("CREATE TABLE toy_trace_store (trace_id VARCHAR, spans BIGINT);\n")
+    (sql_dir / "sql" / "views.sql").write_text("CREATE OR REPLACE VIEW toy_traces AS SELECT * FROM toy_trace_store;\n")
+    return Analyzer(
+        name="toy", summary="Counts spans per trace.", sections=("toy",), parse_config=_parse, derive=_derive,
+        tables=("toy_trace_store",), views=("toy_traces",),
+        report=ReportSpec(_report, "The biggest traces."),
+        metrics=(GateMetric("toy_spans", "sample", "count", "mean", 0.10, 1.0,
+                            "SELECT trace_id, spans AS value FROM toy_traces", "spans per trace"),),
+        severities={"big_trace": Severity.INFO}, sql_from=sql_dir,
+    )
+
+
+@pytest.fixture()
+def toy(tmp_path: Path) -> Iterator[Analyzer]:
+    analyzer = _toy(tmp_path / "toy")
+    register(analyzer)
+    try:
+        yield analyzer
+    finally:
+        unregister("toy")
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> str:
+    """A store ingested and analysed *before* the toy analyzer exists."""
+    from fabric_trace.service import run_ingest
+
+    db = str(tmp_path / "toy.duckdb")
+    run_ingest(db, [str(HEALTHY)])
+    return db
+
+
+def test_toy_in_config(toy: Analyzer, tmp_path: Path) -> None:
+    cfg = tmp_path / "fabric.toml"
+    cfg.write_text("[toy]\nmin_spans = 3\n")
+    assert load_config(str(cfg)).section("toy") == {"min_spans": 3}
+    unregister("toy")
+    with pytest.raises(ConfigError, match="unknown section"):
+        load_config(str(cfg))
+
+
+def test_toy_in_refresh(store: str, toy: Analyzer) -> None:
+    from fabric_trace.analyzers.engine import is_stale, refresh
+    from fabric_trace.config import Config
+
+    assert list(registry())[-1] == "toy"
+    con = duckdb.connect(store)
+    try:
+        assert is_stale(con, Config())  # a new analyzer makes the derived tables stale
+        assert refresh(con, Config())
+        assert not is_stale(con, Config())
+        per_trace = dict(con.execute("SELECT trace_id, count(*) FROM spans GROUP BY ALL").fetchall())
+        assert dict(con.execute("SELECT trace_id, spans FROM toy_traces").fetchall()) == per_trace
+        big = {t for t, n in per_trace.items() if n >= 5}
+        assert {r[0] for r in con.execute(
+            "SELECT trace_id FROM findings WHERE analyzer = 'toy' AND kind = 'big_trace'").fetchall()} == big
+        # a config change of its section re-derives with the new setting
+        cfg = Config(data={"toy": {"min_spans": 10_000}})
+        assert is_stale(con, cfg)
+        refresh(con, cfg)
+        assert con.execute("SELECT count(*) FROM findings WHERE analyzer = 'toy'").fetchone()[0] == 0
+    finally:
+        con.close()
+
+
+def test_toy_report_command(store: str, toy: Analyzer) -> None:
+    from fabric_trace.cli.app import build_app
+
+    result = CliRunner().invoke(build_app(), ["report", "toy", "--db", store, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["biggest"]
+    con = duckdb.connect(store, read_only=True)
+    try:
+        top = con.execute("SELECT trace_id, count(*) AS n FROM spans GROUP BY ALL ORDER BY n DESC, trace_id LIMIT 5")
+        assert [(r["trace_id"], r["spans"]) for r in rows] == top.fetchall()
+    finally:
+        con.close()
+    helped = CliRunner().invoke(build_app(), ["report", "--help"])
+    assert "toy" in helped.stdout
+
+
+def test_toy_in_demo(toy: Analyzer, tmp_path: Path) -> None:
+    from fabric_trace.service import demo_paths, demo_reports, run_ingest
+
+    db = str(tmp_path / "demo.duckdb")
+    run_ingest(db, demo_paths(str(tmp_path / "demo")))
+    reports = demo_reports(db)
+    assert list(reports) == ["latency", "locality", "trust", "toy"] and reports["toy"].title == "Toy report"
