@@ -69,7 +69,7 @@ def build(path: str, n_spans: int) -> None:
 
 def _run(path: str, out: Any) -> None:
     """One measured run, in its own process."""
-    from fabric_trace.analyzers.locality import derive as locality
+    from fabric_trace.analyzers.engine import refresh
     from fabric_trace.analyzers.locality.report import build_locality_report
     from fabric_trace.config import Config
     from fabric_trace.render.formats import render
@@ -77,10 +77,8 @@ def _run(path: str, out: Any) -> None:
 
     con = store.connect(path)
     ((spans,),) = con.execute("SELECT count(*) FROM span_store").fetchall()
-    con.execute("BEGIN")
     c0, t0 = time.process_time(), time.perf_counter()
-    locality.derive(con, Config())
-    con.execute("COMMIT")  # as a refresh does: the derived tables are written to the file
+    refresh(con, Config(), force=True)  # every analyzer, in batches (locality alone is no longer a store-wide step)
     t1 = time.perf_counter()
     text = render(build_locality_report(con), "json")
     t2, c2 = time.perf_counter(), time.process_time()

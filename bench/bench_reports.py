@@ -78,14 +78,9 @@ def main() -> None:
     print(f"{n:,} spans in {db_path}", file=sys.stderr)
     results: list[dict[str, Any]] = []
     config = Config()
-    from fabric_trace.analyzers.engine import FINDINGS_DDL
+    from fabric_trace.analyzers.engine import refresh
 
-    con.execute("BEGIN")
-    con.execute(FINDINGS_DDL)
-    con.execute("DELETE FROM finding_store")
-    for name, analyzer in registry().items():
-        _timed(f"derive {name}", lambda a=analyzer: a.derive(con, config), n, results)
-    con.execute("COMMIT")
+    _timed(f"derive all ({', '.join(registry())})", lambda: refresh(con, config, force=True), n, results)
     _timed("report latency", lambda: build_latency_report(con, LatencyOptions()), n, results)
     _timed("report locality", lambda: build_locality_report(con), n, results)
     _timed("report trust", lambda: build_trust_report(con), n, results)

@@ -68,7 +68,7 @@ def peak_rss_mb() -> float:
 def _measure(path: str, queue: Any) -> None:
     import duckdb
 
-    from fabric_trace.analyzers.trust import derive as trust
+    from fabric_trace.analyzers.engine import refresh
     from fabric_trace.analyzers.trust.report import build_trust_report, trust_map
     from fabric_trace.render.trustmap import render_map
     from fabric_trace.config import Config
@@ -82,10 +82,7 @@ def _measure(path: str, queue: Any) -> None:
     n_spans = con.execute("SELECT count(*) FROM span_store").fetchone()[0]
     n_traces = con.execute("SELECT count(DISTINCT trace_id) FROM span_store").fetchone()[0]
     t0, c0 = time.perf_counter(), cpu()
-    con.execute("BEGIN")
-    con.execute("DELETE FROM finding_store WHERE analyzer = 'trust'")
-    trust.derive(con, Config())
-    con.execute("COMMIT")
+    refresh(con, Config(), force=True)  # every analyzer, in batches (trust alone is no longer a store-wide step)
     t1, c1 = time.perf_counter(), cpu()
     text = render(build_trust_report(con), "json")
     t2, c2 = time.perf_counter(), cpu()

@@ -13,7 +13,9 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from fabric_trace.analyzers import Analyzer, GateMetric, ReportSpec, register, registry, unregister, write_findings
+from fabric_trace.analyzers import (
+    Analyzer, Derived, GateMetric, Partition, ReportSpec, register, registry, sql_kernel, unregister, write_findings,
+)
 from fabric_trace.config import load_config
 from fabric_trace.errors import ConfigError
 from fabric_trace.model import Column, Report, ReportFilter, Severity, Table
@@ -32,7 +34,11 @@ def _parse(config: Any) -> int:
     return value
 
 
-def _derive(con: duckdb.DuckDBPyConnection, config: Any) -> None:
+def _derive(part: Partition, config: Any) -> Derived:
+    return sql_kernel(TOY, part, config, _derive_sql)
+
+
+def _derive_sql(con: duckdb.DuckDBPyConnection, config: Any) -> None:
     min_spans = _parse(config)
     con.execute("INSERT INTO toy_trace_store SELECT trace_id, count(*) FROM span_store GROUP BY trace_id")
     write_findings(con, "toy", """
@@ -49,9 +55,6 @@ def _report(con: duckdb.DuckDBPyConnection, flt: ReportFilter) -> Report:
 
 
 def _toy(sql_dir: Path) -> Analyzer:
-    (sql_dir / "sql").mkdir(parents=True, exist_ok=True)
-    (sql_dir / "sql" / "tables.sql").write_text("CREATE TABLE toy_trace_store (trace_id VARCHAR, spans BIGINT);\n")
-    (sql_dir / "sql" / "views.sql").write_text("CREATE OR REPLACE VIEW toy_traces AS SELECT * FROM toy_trace_store;\n")
     return Analyzer(
         name="toy", summary="Counts spans per trace.", sections=("toy",), parse_config=_parse, derive=_derive,
         tables=("toy_trace_store",), views=("toy_traces",),
@@ -62,9 +65,12 @@ def _toy(sql_dir: Path) -> Analyzer:
     )
 
 
+TOY = _toy(Path(__file__).resolve().parent / "data" / "toy_analyzer")
+
+
 @pytest.fixture()
-def toy(tmp_path: Path) -> Iterator[Analyzer]:
-    analyzer = _toy(tmp_path / "toy")
+def toy() -> Iterator[Analyzer]:
+    analyzer = TOY
     register(analyzer)
     try:
         yield analyzer

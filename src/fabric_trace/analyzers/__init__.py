@@ -11,7 +11,9 @@ earlier ones (locality and trust read the latency analyzer's call graphs).
 
 from __future__ import annotations
 
-from fabric_trace.analyzers.contract import Analyzer, GateMetric, ReportSpec, Scope, write_findings
+from fabric_trace.analyzers.contract import (
+    Analyzer, Derived, GateMetric, Partition, ReportSpec, Scope, StoreStats, sql_kernel, write_findings,
+)
 
 #: Analyzers registered at run time (:func:`register`), after the built-in ones.
 _EXTRA: dict[str, Analyzer] = {}
@@ -38,4 +40,5 @@ def unregister(name: str) -> None:
     _EXTRA.pop(name, None)
 
 
-__all__ = ["Analyzer", "GateMetric", "ReportSpec", "Scope", "register", "registry", "unregister", "write_findings"]
+__all__ = ["Analyzer", "Derived", "GateMetric", "Partition", "ReportSpec", "Scope", "StoreStats", "register", "registry",
+           "sql_kernel", "unregister", "write_findings"]

@@ -7,9 +7,16 @@ loops over :func:`fabric_trace.analyzers.registry`:
 * the freshness fingerprint covers its name, ``version`` and sections
   (:mod:`fabric_trace.analyzers.engine`);
 * refresh creates its tables from ``sql/tables.sql``, runs ``derive`` per
-  partition and creates ``sql/views.sql`` (:mod:`fabric_trace.analyzers.engine`);
+  partition of whole traces (or sessions) and creates ``sql/views.sql``
+  (:mod:`fabric_trace.analyzers.engine`);
 * ``fabric report NAME`` and ``fabric demo`` call its :class:`ReportSpec`;
 * ``fabric gate`` offers its :class:`GateMetric` list.
+
+``derive`` is a kernel: it takes one :class:`Partition` (Arrow tables of whole
+traces) and returns a :class:`Derived` (Arrow tables), and needs no open store,
+so another engine can run it over partitions of a Parquet lake.
+:func:`sql_kernel` runs an analyzer's DuckDB SQL over a partition in a private
+in-memory database.
 """
 
 from __future__ import annotations
@@ -21,12 +28,57 @@ from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
+import pyarrow as pa
 
 from fabric_trace.model import FINDING_COLUMNS, Report, ReportFilter, Severity
 
 #: How an analyzer's partitions are cut: whole traces, or whole sessions (every trace that
 #: shares a session id with another trace of the partition).
 Scope = Literal["trace", "session"]
+
+
+@dataclass
+class Partition:
+    """The input of one ``derive``: whole traces (or whole sessions), as Arrow tables."""
+
+    spans: pa.Table
+    """``span_store`` rows (every column, in the store's column order) of whole traces."""
+    resources: pa.Table
+    """``resources`` rows the spans reference."""
+    inputs: dict[str, pa.Table] = field(default_factory=dict)
+    """Tables of earlier analyzers (``Analyzer.reads``) for the same traces."""
+    stats: dict[str, pa.Table] = field(default_factory=dict)
+    """Store-wide statistics (``Analyzer.stats``), whole."""
+
+
+@dataclass
+class Derived:
+    """The output of one ``derive``: the analyzer's rows for the partition's traces."""
+
+    tables: dict[str, pa.Table]
+    """Per derived table (``Analyzer.tables`` minus the stats tables): its rows (extra columns are ignored)."""
+    findings: pa.Table
+    """Rows with :data:`~fabric_trace.model.FINDING_COLUMNS`."""
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """A store-wide statistic an analyzer's partitions depend on (docs/analyzers.md).
+
+    ``compute(con, config)`` reads the store (inside the refresh transaction) and
+    returns the whole table, persisted as ``table`` and handed to every partition
+    under that name. After a refresh the rows whose value changed (by ``key``)
+    are in the temp table ``_stats_changed``; ``affected_sql`` lists the traces
+    whose derived rows depend on them, which are derived again.
+    """
+
+    table: str
+    compute: Callable[[duckdb.DuckDBPyConnection, Any], pa.Table]
+    key: tuple[str, ...]
+    affected_sql: str | None
+    """``SELECT trace_id ...`` over the store and ``_stats_changed``; ``None``: no trace depends on it."""
+    after_derive: bool = False
+    """Computed from the analyzer's own derived rows: recomputed after the partitions are derived."""
 
 
 @dataclass(frozen=True)
@@ -74,15 +126,18 @@ class Analyzer:
     """Config sections it reads (``fabric.toml``); accepted by config loading, part of the fingerprint."""
     parse_config: Callable[[Any], Any]
     """Validates its sections of a :class:`~fabric_trace.config.Config` and returns its settings."""
-    derive: Callable[[duckdb.DuckDBPyConnection, Any], None]
-    """Computes its derived tables (``tables``) and findings inside the refresh transaction."""
+    derive: Callable[[Partition, Any], Derived]
+    """The kernel: its derived rows and findings for one partition (no store needed)."""
     tables: tuple[str, ...]
-    """The derived tables it owns: dropped before a full derive, created by ``sql/tables.sql``."""
+    """The derived tables it owns (``sql/tables.sql``); every row has a ``trace_id``, except stats tables."""
     views: tuple[str, ...]
     """The user-facing views over them (``sql/views.sql``), documented in docs/schema.md."""
     report: ReportSpec | None = None
     metrics: tuple[GateMetric, ...] = ()
     scope: Scope = "trace"
+    reads: tuple[str, ...] = ()
+    """Tables of earlier analyzers its ``derive`` reads (given as ``Partition.inputs``)."""
+    stats: tuple[StoreStats, ...] = ()
     severities: dict[str, Severity] = field(default_factory=dict)
     """Finding kind -> severity (kinds whose severity depends on the data map to their lowest)."""
     sql_from: str | Path | None = None
@@ -102,6 +157,56 @@ class Analyzer:
         return res.read_text(encoding="utf-8") if res.is_file() else ""
 
 
+def sql_kernel(analyzer: Analyzer, part: Partition, config: Any,
+               body: Callable[[duckdb.DuckDBPyConnection, Any], None]) -> Derived:
+    """Run ``body(con, config)`` (an analyzer's SQL) over ``part`` in a private in-memory DuckDB.
+
+    The connection holds ``span_store`` and ``resources`` (the store's DDL), the
+    partition's inputs and stats under their names, the analyzer's empty tables
+    (``sql/tables.sql``) and an empty ``finding_store``; afterwards the analyzer's
+    tables and findings are returned as Arrow. The store is never opened.
+    """
+    from importlib import resources as res
+
+    schema = res.files("fabric_trace.store").joinpath("schema.sql").read_text(encoding="utf-8")
+    con = duckdb.connect()
+    try:
+        con.execute(schema)
+        con.execute(FINDINGS_DDL)
+        for name, table in (("span_store", part.spans), ("resources", part.resources)):
+            con.register("_kernel_in", table)
+            con.execute(f"INSERT INTO {name} SELECT * FROM _kernel_in")
+            con.unregister("_kernel_in")
+        for name, table in (*part.inputs.items(), *part.stats.items()):
+            con.register("_kernel_in", table)
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM _kernel_in")
+            con.unregister("_kernel_in")
+        tables_sql = analyzer.sql("tables.sql")
+        if tables_sql:
+            con.execute(tables_sql)
+        body(con, config)
+        stats = {s.table for s in analyzer.stats}
+        out = {t: con.sql(f"SELECT * FROM {t}").to_arrow_table() for t in analyzer.tables if t not in stats}
+        findings = con.sql(f"SELECT {', '.join(FINDING_COLUMNS)} FROM finding_store").to_arrow_table()
+        return Derived(out, findings)
+    finally:
+        con.close()
+
+
+#: The table every analyzer's findings go to (view ``findings``).
+FINDINGS_DDL = f"""
+CREATE TABLE IF NOT EXISTS finding_store (
+    analyzer  VARCHAR NOT NULL,
+    kind      VARCHAR NOT NULL,
+    severity  VARCHAR NOT NULL,
+    trace_id  VARCHAR,
+    span_id   VARCHAR,
+    message   VARCHAR NOT NULL,
+    details   JSON
+);
+"""
+
+
 def write_findings(con: duckdb.DuckDBPyConnection, analyzer: str, select_sql: str,
                    params: list[Any] | None = None) -> None:
     """Append findings of ``analyzer``: ``select_sql`` returns, in this order, the columns
@@ -113,4 +218,5 @@ def write_findings(con: duckdb.DuckDBPyConnection, analyzer: str, select_sql: st
     )
 
 
-__all__ = ["Analyzer", "GateMetric", "ReportSpec", "Scope", "write_findings"]
+__all__ = ["Analyzer", "Derived", "FINDINGS_DDL", "GateMetric", "Partition", "ReportSpec", "Scope", "StoreStats",
+           "sql_kernel", "write_findings"]

@@ -3,35 +3,48 @@
 ``fabric_meta.data_version`` is bumped by every committed ingest;
 ``derived_version`` (and ``derived_config``, a fingerprint of the registered
 analyzers and of the config that shaped their results) record what the derived
-tables were computed from. Every reader calls :func:`is_stale` (through
-:func:`refresh`) and never serves stale results silently.
+tables were computed from, and ``derived_file_id`` the last ingested file they
+include. Every reader calls :func:`is_stale` (through :func:`refresh`) and
+never serves stale results silently.
+
+:func:`refresh` (docs/analyzers.md, "Refresh"), in one transaction:
+
+1. **What to derive.** A *full* derive (first time, another fingerprint, a
+   table missing, ``force``) takes every trace; an *incremental* one takes the
+   traces of the spans ingested since (``file_id > derived_file_id``), closed
+   over shared session ids when an analyzer is session-scoped.
+2. **Store-wide statistics** computed from the data (``StoreStats``, e.g. the
+   trust zones) are recomputed and persisted.
+3. **Partitions.** The traces are cut into batches of whole traces (whole
+   session components) of about ``batch_spans`` spans; each batch's spans are
+   read as Arrow, every analyzer's ``derive`` runs on it in registry order
+   (later ones get the earlier ones' rows as ``inputs``), and the batch's old
+   rows are replaced.
+4. **Statistics over derived rows** (e.g. the what-if medians) are recomputed;
+   where a statistic changed, the traces that depend on it (its
+   ``affected_sql``) are derived again by that analyzer, like step 3.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 from fabric_trace.analyzers import registry
+from fabric_trace.analyzers.contract import FINDINGS_DDL, Analyzer, Derived, Partition, StoreStats
 from fabric_trace.errors import DatabaseError
 from fabric_trace.model import FINDING_COLUMNS
 
-FINDINGS_DDL = f"""
-CREATE TABLE IF NOT EXISTS finding_store (
-    analyzer  VARCHAR NOT NULL,
-    kind      VARCHAR NOT NULL,
-    severity  VARCHAR NOT NULL,
-    trace_id  VARCHAR,
-    span_id   VARCHAR,
-    message   VARCHAR NOT NULL,
-    details   JSON
-);
-CREATE OR REPLACE VIEW findings AS
-SELECT {', '.join(FINDING_COLUMNS)} FROM finding_store;
-"""
+#: Spans per partition batch (whole traces: a bigger trace or session is a batch of its own).
+BATCH_SPANS = 100_000
+
+FINDINGS_VIEW = f"CREATE OR REPLACE VIEW findings AS SELECT {', '.join(FINDING_COLUMNS)} FROM finding_store"
 
 
 def config_fingerprint(config: Any) -> str:
@@ -54,52 +67,276 @@ def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
 
 
+def _needs_full(con: duckdb.DuckDBPyConnection, meta: dict[str, str], config: Any | None) -> bool:
+    have = _tables(con)
+    if "finding_store" not in have or any(t not in have for a in registry().values() for t in a.tables):
+        return True
+    if "derived_file_id" not in meta:
+        return True
+    return config is not None and meta.get("derived_config") != config_fingerprint(config)
+
+
 def is_stale(con: duckdb.DuckDBPyConnection, config: Any | None = None) -> bool:
     """True when the derived tables do not reflect the current data, the registered analyzers
     (a missing table counts) or ``config`` (when given)."""
     meta = _meta(con)
-    if meta.get("derived_version") != meta.get("data_version"):
-        return True
-    have = _tables(con)
-    if any(t not in have for a in registry().values() for t in a.tables):
-        return True
-    if config is not None and meta.get("derived_config") != config_fingerprint(config):
-        return True
-    return False
+    return meta.get("derived_version") != meta.get("data_version") or _needs_full(con, meta, config)
 
 
-def refresh(con: duckdb.DuckDBPyConnection, config: Any, *, force: bool = False) -> bool:
-    """Recompute every analyzer's derived tables if stale; returns True if it ran."""
-    if not force and not is_stale(con, config):
+def refresh(con: duckdb.DuckDBPyConnection, config: Any, *, force: bool = False,
+            batch_spans: int = BATCH_SPANS) -> bool:
+    """Bring every analyzer's derived tables up to date if stale; returns True if it ran.
+
+    Incremental when only data was added since the last refresh (see the module docstring).
+    """
+    meta = _meta(con)
+    full = force or _needs_full(con, meta, config)
+    if not full and meta.get("derived_version") == meta.get("data_version"):
         return False
     try:
         con.execute("BEGIN TRANSACTION")
-        con.execute(FINDINGS_DDL)
-        con.execute("DELETE FROM finding_store")
-        for analyzer in registry().values():
-            for table in analyzer.tables:
-                con.execute(f"DROP TABLE IF EXISTS {table}")
-            tables = analyzer.sql("tables.sql")
-            if tables:
-                con.execute(tables)
-            analyzer.derive(con, config)
-            views = analyzer.sql("views.sql")
-            if views:
-                con.execute(views)
+        _Run(con, config, full, int(meta.get("derived_file_id", "0") or 0), batch_spans).run()
         version = _meta(con).get("data_version", "0")
-        for key, value in (("derived_version", version), ("derived_config", config_fingerprint(config))):
+        last_file = con.execute("SELECT coalesce(max(file_id), 0) FROM files").fetchall()[0][0]
+        for key, value in (("derived_version", version), ("derived_config", config_fingerprint(config)),
+                           ("derived_file_id", str(last_file))):
             con.execute("INSERT OR REPLACE INTO fabric_meta VALUES (?, ?)", [key, value])
         con.execute("COMMIT")
     except duckdb.Error as exc:
-        try:
-            con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
+        _rollback(con)
         raise DatabaseError(f"computing derived tables failed: {exc}") from None
     except BaseException:
-        try:
-            con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
+        _rollback(con)
         raise
     return True
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
+
+
+class _Run:
+    """One refresh, inside the caller's transaction."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, config: Any, full: bool, since_file: int,
+                 batch_spans: int) -> None:
+        self.con, self.config, self.full, self.since_file = con, config, full, since_file
+        self.batch_spans = max(1, batch_spans)
+        self.analyzers = list(registry().values())
+        self.sessions = any(a.scope == "session" for a in self.analyzers)
+        self.stats: dict[str, pa.Table] = {}
+
+    def run(self) -> None:
+        con = self.con
+        if self.full:
+            con.execute("DROP TABLE IF EXISTS finding_store")
+            for a in self.analyzers:
+                for table in a.tables:
+                    con.execute(f"DROP TABLE IF EXISTS {table}")
+        con.execute(FINDINGS_DDL)
+        for a in self.analyzers:
+            tables = a.sql("tables.sql")
+            if tables:
+                con.execute(tables)
+        con.execute("DROP TABLE IF EXISTS _work")
+        if self.full:
+            con.execute("CREATE TEMP TABLE _work AS SELECT DISTINCT trace_id FROM span_store")
+        else:
+            con.execute("CREATE TEMP TABLE _work AS SELECT DISTINCT trace_id FROM span_store WHERE file_id > ?",
+                        [self.since_file])
+            if self.sessions:
+                self._close_over_sessions("_work")
+        for k, a in enumerate(self.analyzers):
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _redo{k} (trace_id VARCHAR)")
+            for st in a.stats:  # statistics of the data
+                if not st.after_derive:
+                    self._update_stats(k, st, exclude_work=True)
+        self._derive("_work", self.analyzers, replace=not self.full)
+        for k, a in enumerate(self.analyzers):  # statistics of the derived rows
+            for st in a.stats:
+                if st.after_derive:
+                    self._update_stats(k, st, exclude_work=False)
+        for k, a in enumerate(self.analyzers):
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _redo AS SELECT DISTINCT trace_id FROM _redo{k}")
+            con.execute(f"DROP TABLE _redo{k}")
+            if con.execute("SELECT count(*) FROM _redo").fetchall()[0][0]:
+                if a.scope == "session":
+                    self._close_over_sessions("_redo")
+                self._derive("_redo", [a], replace=True)
+        con.execute(FINDINGS_VIEW)
+        for a in self.analyzers:
+            views = a.sql("views.sql")
+            if views:
+                con.execute(views)
+        for table in ("_work", "_redo", "_batch", "_stats_changed"):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+
+    # -- what to derive -------------------------------------------------------------------------
+
+    def _close_over_sessions(self, table: str) -> None:
+        """Add to ``table`` every trace that shares a session id with one in it, until closed."""
+        con = self.con
+        while True:
+            added = con.execute(f"""
+                INSERT INTO {table}
+                SELECT DISTINCT s.trace_id FROM span_store s
+                WHERE s.session_id IN (SELECT DISTINCT session_id FROM span_store
+                                       WHERE session_id IS NOT NULL AND trace_id IN (SELECT trace_id FROM {table}))
+                  AND s.trace_id NOT IN (SELECT trace_id FROM {table})
+            """).fetchall()[0][0]
+            if not added:
+                return
+
+    def _batches(self, table: str) -> Iterator[None]:
+        """Fill ``_batch`` with one batch of whole traces (whole session components) at a time."""
+        con = self.con
+        sizes = con.execute(f"""
+            SELECT s.trace_id, count(*) AS n FROM span_store s SEMI JOIN {table} w USING (trace_id)
+            GROUP BY s.trace_id ORDER BY s.trace_id
+        """).fetchnumpy()
+        traces = np.asarray(sizes["trace_id"], dtype=object)
+        n = np.asarray(sizes["n"], dtype=np.int64)
+        if not len(traces):
+            return
+        group = np.arange(len(traces), dtype=np.int64)
+        if self.sessions:
+            pairs = con.execute(f"""
+                SELECT DISTINCT s.trace_id, s.session_id FROM span_store s SEMI JOIN {table} w USING (trace_id)
+                WHERE s.session_id IS NOT NULL
+            """).fetchnumpy()
+            group = _components(traces, np.asarray(pairs["trace_id"], dtype=object),
+                                np.asarray(pairs["session_id"], dtype=object))
+        # whole groups, in order of their first trace, packed into batches of ~batch_spans spans
+        order = np.lexsort((np.arange(len(traces)), group))
+        g_sorted = group[order]
+        starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
+        g_size = np.add.reduceat(n[order], starts)
+        batch_of_group = np.zeros(len(starts), dtype=np.int64)
+        b, filled = 0, 0
+        for k, size in enumerate(g_size.tolist()):
+            if filled and filled + size > self.batch_spans:
+                b, filled = b + 1, 0
+            batch_of_group[k] = b
+            filled += size
+        batch = np.empty(len(traces), dtype=np.int64)
+        batch[order] = np.repeat(batch_of_group, np.diff(np.r_[starts, len(order)]))
+        con.register("_batches_in", pa.table({"trace_id": pa.array(traces.tolist(), pa.string()),
+                                               "b": pa.array(batch)}))
+        con.execute("CREATE OR REPLACE TEMP TABLE _batches AS SELECT * FROM _batches_in")
+        con.unregister("_batches_in")
+        try:
+            for k in range(int(batch.max()) + 1):
+                con.execute("CREATE OR REPLACE TEMP TABLE _batch AS SELECT trace_id FROM _batches WHERE b = ?", [k])
+                yield
+        finally:
+            con.execute("DROP TABLE IF EXISTS _batches")
+
+    # -- deriving -------------------------------------------------------------------------------
+
+    def _derive(self, table: str, analyzers: list[Analyzer], *, replace: bool) -> None:
+        con = self.con
+        for _ in self._batches(table):
+            spans = con.sql("SELECT s.* FROM span_store s SEMI JOIN _batch b USING (trace_id)").to_arrow_table()
+            con.register("_part_spans", spans)
+            try:
+                resources = con.sql("SELECT r.* FROM resources r WHERE r.resource_id IN "
+                                    "(SELECT DISTINCT resource_id FROM _part_spans)").to_arrow_table()
+            finally:
+                con.unregister("_part_spans")
+            produced: dict[str, pa.Table] = {}
+            for a in analyzers:
+                inputs = {}
+                for name in a.reads:
+                    inputs[name] = produced[name] if name in produced else con.sql(
+                        f"SELECT t.* FROM {name} t SEMI JOIN _batch b USING (trace_id)").to_arrow_table()
+                part = Partition(spans, resources, inputs, {s.table: self._stats_table(s) for s in a.stats})
+                out = a.derive(part, self.config)
+                self._write(a, out, replace=replace)
+                produced.update(out.tables)
+            del spans, resources, produced
+
+    def _write(self, a: Analyzer, out: Derived, *, replace: bool) -> None:
+        con = self.con
+        stats = {s.table for s in a.stats}
+        for table in a.tables:
+            if table in stats:
+                continue
+            if replace:
+                con.execute(f"DELETE FROM {table} WHERE trace_id IN (SELECT trace_id FROM _batch)")
+            data = out.tables.get(table)
+            if data is None or data.num_rows == 0:
+                continue
+            cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+            con.register("_out", data)
+            try:
+                con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _out")
+            finally:
+                con.unregister("_out")
+        if replace:
+            con.execute("DELETE FROM finding_store WHERE analyzer = ? AND trace_id IN (SELECT trace_id FROM _batch)",
+                        [a.name])
+        if out.findings.num_rows:
+            con.register("_out", out.findings.select(list(FINDING_COLUMNS)))
+            try:
+                con.execute(f"INSERT INTO finding_store ({', '.join(FINDING_COLUMNS)}) SELECT * FROM _out")
+            finally:
+                con.unregister("_out")
+
+    # -- store-wide statistics ------------------------------------------------------------------
+
+    def _stats_table(self, st: StoreStats) -> pa.Table:
+        if st.table not in self.stats:
+            self.stats[st.table] = self.con.sql(f"SELECT * FROM {st.table}").to_arrow_table()
+        return self.stats[st.table]
+
+    def _update_stats(self, k: int, st: StoreStats, *, exclude_work: bool) -> None:
+        """Recompute ``st`` from the store, persist it, and add the traces that depend on changed rows
+        to ``_redo<k>`` (analyzer ``k`` derives them again)."""
+        con = self.con
+        new = st.compute(con, self.config)
+        con.register("_stats_new", new)
+        try:
+            keys = ", ".join(st.key)
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE _stats_changed AS
+                SELECT DISTINCT {keys} FROM (
+                    (SELECT * FROM {st.table} EXCEPT SELECT * FROM _stats_new)
+                    UNION ALL
+                    (SELECT * FROM _stats_new EXCEPT SELECT * FROM {st.table}))
+            """)
+            con.execute(f"DELETE FROM {st.table}")
+            con.execute(f"INSERT INTO {st.table} SELECT * FROM _stats_new")
+        finally:
+            con.unregister("_stats_new")
+        self.stats[st.table] = new
+        changed = con.execute("SELECT count(*) FROM _stats_changed").fetchall()[0][0]
+        if not changed or st.affected_sql is None:
+            return
+        sql = f"INSERT INTO _redo{k} SELECT trace_id FROM ({st.affected_sql})"
+        if exclude_work:  # derived with the new statistic anyway
+            sql += " WHERE trace_id NOT IN (SELECT trace_id FROM _work)"
+        con.execute(sql)
+
+
+def _components(traces: np.ndarray, pair_trace: np.ndarray, pair_session: np.ndarray) -> np.ndarray:
+    """Group number per trace: traces that share a session id (directly or through other traces)
+    get the same number (connected components by label propagation, no recursion)."""
+    group = np.arange(len(traces), dtype=np.int64)
+    if not len(pair_trace):
+        return group
+    index = {t: i for i, t in enumerate(traces.tolist())}
+    ti = np.fromiter((index[t] for t in pair_trace.tolist()), dtype=np.int64, count=len(pair_trace))
+    _, si = np.unique(pair_session.astype(str), return_inverse=True)
+    n_sessions = int(si.max()) + 1
+    while True:
+        s_label = np.full(n_sessions, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(s_label, si, group[ti])
+        new = group.copy()
+        np.minimum.at(new, ti, s_label[si])
+        new = new[new]  # pointer jumping: follow labels to their own labels
+        if np.array_equal(new, group):
+            return group
+        group = new

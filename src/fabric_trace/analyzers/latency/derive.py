@@ -1,7 +1,7 @@
 """The latency analyzer: call graphs -> traces, critical path, span metrics, repairs.
 
 ``derive`` runs the batch call-graph kernel (:mod:`fabric_trace.graph`) over
-the whole store, bucket by bucket, and writes:
+one partition of whole traces, bucket by bucket, and returns:
 
 * ``latency_traces``   -> view ``traces``
 * ``latency_segments`` -> view ``critical_path``
@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from fabric_trace.analyzers.contract import Derived, Partition, sql_kernel
 from fabric_trace.analyzers.latency.config import max_skew, workflow_sql
 from fabric_trace.analyzers.latency.findings import repair_findings
 from fabric_trace.graph import iter_trace_metrics
@@ -44,8 +45,15 @@ def _append(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table, columns:
         con.unregister("_lat_in")
 
 
-def derive(con: duckdb.DuckDBPyConnection, config: Any) -> None:
-    """Fill the latency tables (``sql/tables.sql``) and repair findings for the whole store."""
+def derive(part: Partition, config: Any) -> Derived:
+    """The latency rows and repair findings of one partition of whole traces (a kernel: no store)."""
+    from fabric_trace.analyzers.latency import ANALYZER
+
+    return sql_kernel(ANALYZER, part, config, derive_sql)
+
+
+def derive_sql(con: duckdb.DuckDBPyConnection, config: Any) -> None:
+    """Fill the latency tables (``sql/tables.sql``) and repair findings from ``span_store`` on ``con``."""
     con.execute(_RAW_DDL)
     carry = ("name", "role", "model")
     for batch in iter_trace_metrics(con, max_clock_skew_ns=max_skew(config), carry=carry):

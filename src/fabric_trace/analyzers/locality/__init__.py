@@ -44,13 +44,15 @@ ANALYZER = Analyzer(
     sections=("locality",),
     parse_config=config.LocalityConfig.from_config,
     derive=derive.derive,
-    tables=("locality_access_store", "locality_trace_store"),
+    tables=("locality_access_store", "locality_trace_store", "locality_median_store"),
     views=("locality_accesses",),
     report=ReportSpec(_report, "Where the state lives: cache and prefix-cache misses, cross-zone/region access, "
                       "redundant fetches, what they cost on the critical path, and a what-if.",
                       command="fabric_trace.cli.cmd_locality:locality_command"),
     metrics=METRICS,
     scope="session",
+    reads=("latency_spans", "latency_traces"),
+    stats=(derive.MEDIANS,),
     severities=dict(findings.SEVERITY),
     sql_from=__name__,
 )

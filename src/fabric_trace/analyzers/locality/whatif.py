@@ -241,17 +241,13 @@ def _bool(tbl: pa.Table, col: str) -> np.ndarray:
 
 _TARGETS_SQL = """
 WITH med AS (
-    SELECT access_type, store,
-           median(cost_ns) FILTER (WHERE outcome = 'hit') AS hit_ns,
-           median(duration_ns) FILTER (WHERE remote = 'local') AS local_ns
-    FROM locality_access_store WHERE access_type <> 'prefix_cache'
-    GROUP BY access_type, store
+    SELECT access_type, store, hit_ns, local_ns FROM locality_median_store  -- store-wide (derive.MEDIANS)
 ), a AS (
     SELECT l.i, l.duration_ns,
            least(CASE WHEN l.outcome = 'miss' THEN m.hit_ns END,
                  CASE WHEN l.remote IN ('cross_zone', 'cross_region') THEN m.local_ns END)::BIGINT AS target_ns,
            l.outcome = 'miss' AND m.hit_ns IS NOT NULL AS cut_backing
-    FROM locality_access_store l JOIN med m USING (access_type, store)
+    FROM {acc} l JOIN med m USING (access_type, store)
     WHERE l.critical_ns > 0 AND l.access_type <> 'prefix_cache'
 )
 SELECT i, target_ns FROM a WHERE target_ns < duration_ns
@@ -259,19 +255,23 @@ UNION ALL
 SELECT unnest(b.backing_i) AS i, 0 AS target_ns FROM a JOIN {backing} b USING (i) WHERE a.cut_backing
 """
 
+#: The accesses with their span's row ``i`` (the store's table keeps no row numbers).
+_STORED_ACCESSES = """(
+    SELECT a.*, s.rowid AS i FROM locality_access_store a JOIN span_store s USING (trace_id, span_id))"""
+
 #: The backing spans' rows from the stored span ids (when ``_loc_backing`` is gone, after derive).
 _STORED_BACKING = """(
     SELECT l.i, list(s.rowid) AS backing_i
-    FROM (SELECT i, trace_id, unnest(backing_span_ids) AS bid FROM locality_access_store
+    FROM (SELECT i, trace_id, unnest(backing_span_ids) AS bid FROM {acc}
           WHERE backing_span_ids IS NOT NULL) l
     JOIN span_store s ON s.trace_id = l.trace_id AND s.span_id = l.bid
     GROUP BY l.i)"""
 
 
-def _replayed(con: duckdb.DuckDBPyConnection, ix: SpanIndex, backing: str = "_loc_backing"
-              ) -> tuple[I64, I64, I64] | None:
+def _replayed(con: duckdb.DuckDBPyConnection, ix: SpanIndex, backing: str = "_loc_backing",
+              acc: str = "locality_access_store") -> tuple[I64, I64, I64] | None:
     """Rows of the traces with a counterfactual to apply, and their replayed (start, end)."""
-    tg = con.sql(_TARGETS_SQL.format(backing=backing)).to_arrow_table()
+    tg = con.sql(_TARGETS_SQL.format(backing=backing, acc=acc)).to_arrow_table()
     if tg.num_rows == 0:
         return None
     n = len(ix.parent)
@@ -331,7 +331,7 @@ def replayed_spans(con: duckdb.DuckDBPyConnection, ix: SpanIndex) -> pa.Table | 
     """The replayed copy of every trace with a counterfactual, with ``span_store``'s columns
     (what the graph module reads); for tests and for inspecting a what-if after a refresh
     (``ix`` from :func:`build_index` on the same connection)."""
-    res = _replayed(con, ix, _STORED_BACKING)
+    res = _replayed(con, ix, _STORED_BACKING.format(acc=_STORED_ACCESSES), _STORED_ACCESSES)
     if res is None:
         return None
     rows, new_s, new_e = res

@@ -27,7 +27,7 @@ ANALYZER = Analyzer(
     sections=("trust",),
     parse_config=config.load_trust_config,
     derive=derive.derive,
-    tables=("trust_zone_store", "trust_crossing_store"),
+    tables=("trust_zone_store", "trust_service_zones", "trust_crossing_store"),
     views=("trust_spans", "trust_crossings"),
     report=ReportSpec(_report, "Trust zones, boundary crossings and risky execution paths (unguarded tools, "
                       "egress, injection paths).", command="fabric_trace.cli.cmd_trust:trust_command"),
@@ -37,5 +37,6 @@ ANALYZER = Analyzer(
         "untrusted_input_to_privileged_tool": Severity.HIGH, "anonymous_privileged_action": Severity.MEDIUM,
         "plaintext_crossing": Severity.LOW,
     },
+    stats=(derive.ZONES, derive.SERVICE_ZONES),
     sql_from=__name__,
 )

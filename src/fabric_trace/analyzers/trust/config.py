@@ -212,35 +212,37 @@ def _any(list_name: str, subject: str) -> str:
     return f"EXISTS (SELECT 1 FROM _trust_pat p WHERE p.list = '{list_name}' AND {subject} GLOB p.pattern)"
 
 
+#: The zone of every resource of ``span_store`` (with the config tables of :func:`write_config_tables`).
+ZONES_SQL = f"""
+WITH r AS (SELECT DISTINCT resource_id, service_name, service_namespace FROM span_store),
+z AS (
+    SELECT r.resource_id, r.service_name,
+           coalesce({_first('service_zone', 'lower(r.service_name)')},
+                    nullif(r.service_namespace, ''),
+                    nullif(json_extract_string(res.attributes, '$."k8s.namespace.name"'), ''),
+                    nullif(json_extract_string(res.attributes, '$."cloud.account.id"'), ''),
+                    r.service_name) AS zone
+    FROM r LEFT JOIN resources res USING (resource_id)
+)
+SELECT z.resource_id, z.service_name, z.zone,
+       coalesce(c.kind, 'internal') AS zone_kind,
+       coalesce(c.level, l.level) AS trust_level
+FROM z LEFT JOIN _trust_zonecfg c ON c.zone = z.zone
+LEFT JOIN _trust_levels l ON l.kind = coalesce(c.kind, 'internal')
+ORDER BY z.resource_id, z.service_name
+"""
+
+
 def build_zones(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ``_trust_res`` (zone of each resource, with dense service and zone numbers) and
-    the persisted ``trust_zone_store`` behind view ``trust_spans``."""
+    """Create ``_trust_res`` (zone of each resource of the store, with dense service and zone numbers)
+    from the store-wide ``trust_zone_store``."""
     con.execute(
-        f"""
+        """
         CREATE OR REPLACE TEMP TABLE _trust_res AS
-        WITH r AS (SELECT DISTINCT resource_id, service_name, service_namespace FROM span_store),
-        z AS (
-            SELECT r.resource_id, r.service_name,
-                   coalesce({_first('service_zone', 'lower(r.service_name)')},
-                            nullif(r.service_namespace, ''),
-                            nullif(json_extract_string(res.attributes, '$."k8s.namespace.name"'), ''),
-                            nullif(json_extract_string(res.attributes, '$."cloud.account.id"'), ''),
-                            r.service_name) AS zone
-            FROM r LEFT JOIN resources res USING (resource_id)
-        )
-        SELECT z.resource_id, z.service_name, z.zone,
-               coalesce(c.kind, 'internal') AS zone_kind,
-               coalesce(c.level, l.level) AS trust_level,
-               dense_rank() OVER (ORDER BY z.service_name) AS svc_no,
-               dense_rank() OVER (ORDER BY z.zone) AS zone_no
-        FROM z LEFT JOIN _trust_zonecfg c ON c.zone = z.zone
-        LEFT JOIN _trust_levels l ON l.kind = coalesce(c.kind, 'internal')
-        """
-    )
-    con.execute(
-        """
-        CREATE OR REPLACE TABLE trust_zone_store AS
-        SELECT resource_id, service_name, zone, zone_kind, trust_level FROM _trust_res
+        SELECT resource_id, service_name, zone, zone_kind, trust_level,
+               dense_rank() OVER (ORDER BY service_name) AS svc_no,
+               dense_rank() OVER (ORDER BY zone) AS zone_no
+        FROM trust_zone_store
         """
     )
 

@@ -1,0 +1,158 @@
+"""Incremental refresh equals a one-shot analysis (docs/analyzers.md, "Refresh").
+
+A generated corpus (sessions of several traces, cache misses, remote state,
+prefix-cache misses, repeated fetches, unguarded tools, clock skew) is written
+as OTLP JSON lines of a few spans each, so a trace's spans are spread over
+several lines. Hypothesis splits the lines into random files and ingests them in
+random order, each ingest refreshing incrementally (late spans re-derive their
+trace; session-scoped rules their sessions; changed store-wide medians the
+traces that use them). Every derived view must then equal a one-shot ingest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fabric_trace.fixtures_gen import Scenario, write_otlp_jsonl
+from fabric_trace.service import run_ingest
+
+#: Every derived view and table, as a multiset of rows.
+DERIVED = {
+    "traces": "SELECT * FROM traces",
+    "critical_path": "SELECT * FROM critical_path",
+    "span_metrics": "SELECT * FROM span_metrics",
+    "findings": "SELECT analyzer, kind, severity, trace_id, span_id, message, CAST(details AS VARCHAR) FROM findings",
+    "locality_accesses": "SELECT * FROM locality_accesses",
+    "locality_trace_store": "SELECT * FROM locality_trace_store",
+    "locality_median_store": "SELECT * FROM locality_median_store",
+    "trust_spans": "SELECT * FROM trust_spans",
+    "trust_crossings": "SELECT * FROM trust_crossings",
+    "trust_zone_store": "SELECT * FROM trust_zone_store",
+}
+
+SCENARIO = Scenario(traces=24, seed=11, cache_miss_rate=0.4, remote_state_fraction=0.3, repeat_fetch_rate=0.3,
+                    unguarded_tool_rate=0.3, prefix_cache_miss_rate=0.4, clock_skew_ns=3_000_000,
+                    max_session_turns=4, error_rate=0.1)
+
+
+def snapshot(db: str) -> dict[str, list[tuple[Any, ...]]]:
+    con = duckdb.connect(db, read_only=True)
+    try:
+        return {name: sorted(con.execute(sql).fetchall(), key=repr) for name, sql in DERIVED.items()}
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[bytes], dict[str, list[tuple[Any, ...]]]]:
+    root = tmp_path_factory.mktemp("incremental")
+    src = root / "all.jsonl"
+    write_otlp_jsonl(SCENARIO, src, spans_per_request=7)
+    db = str(root / "oneshot.duckdb")
+    run_ingest(db, [str(src)])
+    return src.read_bytes().splitlines(keepends=True), snapshot(db)
+
+
+def test_corpus_exercises_the_incremental_paths(corpus: tuple[list[bytes], dict[str, list[Any]]]) -> None:
+    lines, expected = corpus
+    assert len(lines) >= 20
+    kinds = {row[1] for row in expected["findings"]}
+    assert {"cache_miss", "prefix_cache_miss", "session_redundant_fetch", "clock_skew"} <= kinds, kinds
+    assert any(row[5] for row in expected["locality_trace_store"])  # some what-if changed a trace
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_files_in_random_order_equal_one_shot(corpus: tuple[list[bytes], dict[str, list[Any]]],
+                                                     tmp_path_factory: pytest.TempPathFactory,
+                                                     data: st.DataObject) -> None:
+    lines, expected = corpus
+    # contiguous runs of lines (whole traces, with traces cut at the edges: late spans), or lines scattered
+    n_files = data.draw(st.integers(2, 6), label="files")
+    if data.draw(st.booleans(), label="contiguous"):
+        cuts = sorted(data.draw(st.lists(st.integers(1, len(lines) - 1), min_size=n_files - 1,
+                                         max_size=n_files - 1), label="cuts"))
+        owner = [sum(1 for c in cuts if c <= i) for i in range(len(lines))]
+    else:
+        owner = data.draw(st.lists(st.integers(0, n_files - 1), min_size=len(lines), max_size=len(lines)),
+                          label="split")
+    order = data.draw(st.permutations(range(n_files)), label="order")
+    root = tmp_path_factory.mktemp("split")
+    files: list[Path] = []
+    for f in range(n_files):
+        path = root / f"part{f}.jsonl"
+        path.write_bytes(b"".join(line for line, o in zip(lines, owner) if o == f))
+        files.append(path)
+    db = str(root / "incremental.duckdb")
+    for f in order:
+        if files[f].stat().st_size:
+            run_ingest(db, [str(files[f])])
+    got = snapshot(db)
+    for name in DERIVED:
+        assert got[name] == expected[name], name
+
+
+def test_refresh_after_duplicates_only_changes_nothing(tmp_path: Path,
+                                                       corpus: tuple[list[bytes], dict[str, list[Any]]]) -> None:
+    lines, expected = corpus
+    src = tmp_path / "all.jsonl"
+    src.write_bytes(b"".join(lines))
+    db = str(tmp_path / "t.duckdb")
+    run_ingest(db, [str(src)])
+    again = tmp_path / "again.jsonl"
+    again.write_bytes(b"".join(lines[:5]))
+    run_ingest(db, [str(again)])  # every span already there
+    assert snapshot(db) == expected
+
+
+@pytest.mark.slow
+def test_a_trace_bigger_than_a_batch_is_a_batch_of_its_own(tmp_path: Path) -> None:
+    """A 120k-span trace (a root, 300 workers, 400-deep chains under each) next to small traces,
+    analysed with batches of 5,000 spans: the big trace is one batch, the small ones share theirs,
+    and the result equals one batch for everything."""
+    import orjson
+    from json_helpers import doc, span
+
+    from fabric_trace.analyzers.engine import refresh
+    from fabric_trace.config import Config
+    from fabric_trace.store import db as store
+
+    big, lines = "b" * 32, []
+    spans = [span(traceId=big, spanId=f"{1:016x}", startTimeUnixNano="0", endTimeUnixNano=str(10**9), kind=2)]
+    n = 1
+    for w in range(300):
+        parent = f"{1:016x}"
+        for d in range(400):
+            n += 1
+            sid = f"{n:016x}"
+            spans.append(span(traceId=big, spanId=sid, parentSpanId=parent, name=f"w{w}",
+                              startTimeUnixNano=str(w * 1000 + d), endTimeUnixNano=str(10**9 - w * 1000 - d)))
+            parent = sid
+    for i in range(0, len(spans), 5000):
+        lines.append(orjson.dumps(doc(*spans[i:i + 5000])))
+    src = tmp_path / "big.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    small = tmp_path / "small.jsonl"
+    write_otlp_jsonl(Scenario(traces=20, seed=3), small)
+    db = str(tmp_path / "t.duckdb")
+    run_ingest(db, [str(src), str(small)], analyze=False)
+    con = store.connect(db)
+    try:
+        refresh(con, Config(), force=True, batch_spans=5_000)
+        batched = {name: sorted(con.execute(sql).fetchall(), key=repr) for name, sql in DERIVED.items()}
+        ((count, depth),) = con.execute(
+            "SELECT t.span_count, max(m.depth) FROM traces t JOIN span_metrics m USING (trace_id) "
+            "WHERE t.trace_id = ? GROUP BY t.span_count", [big]).fetchall()
+        assert count == len(spans) == 120_001 and depth == 400
+        refresh(con, Config(), force=True, batch_spans=10_000_000)
+        whole = {name: sorted(con.execute(sql).fetchall(), key=repr) for name, sql in DERIVED.items()}
+    finally:
+        con.close()
+    assert batched == whole
