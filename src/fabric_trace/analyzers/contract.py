@@ -169,7 +169,7 @@ def sql_kernel(analyzer: Analyzer, part: Partition, config: Any,
     from importlib import resources as res
 
     schema = res.files("fabric_trace.store").joinpath("schema.sql").read_text(encoding="utf-8")
-    con = duckdb.connect()
+    con = duckdb.connect(config={"memory_limit": KERNEL_MEMORY_LIMIT})
     try:
         con.execute(schema)
         con.execute(FINDINGS_DDL)
@@ -192,6 +192,9 @@ def sql_kernel(analyzer: Analyzer, part: Partition, config: Any,
     finally:
         con.close()
 
+
+#: DuckDB memory limit of a kernel's private database (it spills beyond it).
+KERNEL_MEMORY_LIMIT = "512MB"
 
 #: The table every analyzer's findings go to (view ``findings``).
 FINDINGS_DDL = f"""

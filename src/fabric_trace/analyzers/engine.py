@@ -44,6 +44,10 @@ from fabric_trace.model import FINDING_COLUMNS
 #: Spans per partition batch (whole traces: a bigger trace or session is a batch of its own).
 BATCH_SPANS = 100_000
 
+#: DuckDB memory limit of the store connection while refreshing (its buffer pool would otherwise
+#: cache the span store up to 80 % of RAM); DuckDB spills beyond it. Restored afterwards.
+REFRESH_MEMORY_LIMIT = "512MB"
+
 FINDINGS_VIEW = f"CREATE OR REPLACE VIEW findings AS SELECT {', '.join(FINDING_COLUMNS)} FROM finding_store"
 
 
@@ -93,7 +97,9 @@ def refresh(con: duckdb.DuckDBPyConnection, config: Any, *, force: bool = False,
     full = force or _needs_full(con, meta, config)
     if not full and meta.get("derived_version") == meta.get("data_version"):
         return False
+    limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
     try:
+        con.execute(f"SET memory_limit = '{REFRESH_MEMORY_LIMIT}'")
         con.execute("BEGIN TRANSACTION")
         _Run(con, config, full, int(meta.get("derived_file_id", "0") or 0), batch_spans).run()
         version = _meta(con).get("data_version", "0")
@@ -108,6 +114,11 @@ def refresh(con: duckdb.DuckDBPyConnection, config: Any, *, force: bool = False,
     except BaseException:
         _rollback(con)
         raise
+    finally:
+        try:
+            con.execute(f"SET memory_limit = '{limit}'")
+        except duckdb.Error:
+            pass
     return True
 
 

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fabric_trace.analyzers.contract import Analyzer, ReportSpec
-from fabric_trace.analyzers.latency import config, derive, findings
-from fabric_trace.model import ReportFilter, Report
+from fabric_trace.analyzers.contract import Analyzer, Derived, Partition, ReportSpec
+from fabric_trace.analyzers.latency import config, findings
+from fabric_trace.model import Report, ReportFilter
+
+
+def _derive(part: Partition, cfg: Any) -> Derived:
+    from fabric_trace.analyzers.latency.derive import derive  # imported when used: keeps CLI start-up fast
+
+    return derive(part, cfg)
 
 
 def _report(con: Any, flt: ReportFilter) -> Report:
@@ -25,7 +31,7 @@ ANALYZER = Analyzer(
     summary="Call graphs per trace: critical path, self time, repairs (orphans, cycles, skew).",
     sections=("latency", "workflows"),
     parse_config=config.parse_config,
-    derive=derive.derive,
+    derive=_derive,
     tables=("latency_traces", "latency_spans", "latency_segments", "latency_repairs"),
     views=("traces", "critical_path", "span_metrics"),
     report=ReportSpec(_report, "Where the time goes: end-to-end percentiles, critical path and self time by AI role.",

@@ -9,10 +9,48 @@ from __future__ import annotations
 
 from typing import Any
 
-from fabric_trace.analyzers.contract import Analyzer, GateMetric, ReportSpec
-from fabric_trace.analyzers.locality import config, derive, findings
-from fabric_trace.analyzers.locality.derive import ACCESS_COLUMNS
+from fabric_trace.analyzers.contract import Analyzer, Derived, GateMetric, Partition, ReportSpec, StoreStats
+from fabric_trace.analyzers.locality import config, findings
 from fabric_trace.model import Report, ReportFilter
+
+#: Columns of the ``locality_accesses`` view (docs/locality.md), in order.
+ACCESS_COLUMNS = (
+    "trace_id", "span_id", "session_id", "store", "access_type", "outcome", "outcome_source",
+    "caller_service", "caller_region", "caller_zone", "caller_location",
+    "server_service", "server_region", "server_zone", "server_location", "remote",
+    "start_ns", "duration_ns", "cost_ns", "critical_ns", "key", "backing_span_ids",
+)
+
+
+def _derive(part: Partition, cfg: Any) -> Derived:
+    from fabric_trace.analyzers.locality.derive import derive  # imported when used: keeps CLI start-up fast
+
+    return derive(part, cfg)
+
+
+#: Per (access type, store): the median cost of a hit and the median duration of a local access
+#: over the whole store, the what-if targets (docs/locality.md, "What-if").
+MEDIANS_SQL = """
+SELECT access_type, store,
+       median(cost_ns) FILTER (WHERE outcome = 'hit') AS hit_ns,
+       median(duration_ns) FILTER (WHERE remote = 'local') AS local_ns
+FROM locality_access_store WHERE access_type <> 'prefix_cache'
+GROUP BY access_type, store
+"""
+
+
+def _medians(con: Any, cfg: Any) -> Any:
+    return con.sql(MEDIANS_SQL).to_arrow_table()
+
+
+#: The medians are recomputed from the store after the partitions; a trace is derived again when a
+#: median of a store it accesses on its critical path changed.
+MEDIANS = StoreStats(
+    table="locality_median_store", compute=_medians, key=("access_type", "store"),
+    affected_sql="SELECT DISTINCT a.trace_id FROM locality_access_store a JOIN _stats_changed c "
+                 "USING (access_type, store) WHERE a.critical_ns > 0 AND a.access_type <> 'prefix_cache'",
+    after_derive=True,
+)
 
 
 def _report(con: Any, flt: ReportFilter) -> Report:
@@ -43,7 +81,7 @@ ANALYZER = Analyzer(
     summary="State locality: cache and prefix-cache misses, cross-zone/region access, redundant fetches.",
     sections=("locality",),
     parse_config=config.LocalityConfig.from_config,
-    derive=derive.derive,
+    derive=_derive,
     tables=("locality_access_store", "locality_trace_store", "locality_median_store"),
     views=("locality_accesses",),
     report=ReportSpec(_report, "Where the state lives: cache and prefix-cache misses, cross-zone/region access, "
@@ -52,9 +90,9 @@ ANALYZER = Analyzer(
     metrics=METRICS,
     scope="session",
     reads=("latency_spans", "latency_traces"),
-    stats=(derive.MEDIANS,),
+    stats=(MEDIANS,),
     severities=dict(findings.SEVERITY),
     sql_from=__name__,
 )
 
-__all__ = ["ACCESS_COLUMNS", "ANALYZER", "METRICS"]
+__all__ = ["ACCESS_COLUMNS", "ANALYZER", "MEDIANS", "METRICS"]

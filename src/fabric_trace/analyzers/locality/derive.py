@@ -24,18 +24,10 @@ from typing import Any
 
 import duckdb
 
-from fabric_trace.analyzers.contract import Derived, Partition, StoreStats, sql_kernel
+from fabric_trace.analyzers.contract import Derived, Partition, sql_kernel
 from fabric_trace.analyzers.locality import config as R
 from fabric_trace.analyzers.locality import queries as Q
 from fabric_trace.analyzers.locality.config import LocalityConfig
-
-#: Columns of the ``locality_accesses`` view (docs/locality.md), in order.
-ACCESS_COLUMNS = (
-    "trace_id", "span_id", "session_id", "store", "access_type", "outcome", "outcome_source",
-    "caller_service", "caller_region", "caller_zone", "caller_location",
-    "server_service", "server_region", "server_zone", "server_location", "remote",
-    "start_ns", "duration_ns", "cost_ns", "critical_ns", "key", "backing_span_ids",
-)
 
 _TEMP_TABLES = ("_loc_peer", "_loc_tsess", "_loc_cand", "_loc_srv", "_loc_writes", "_loc_backing",
                 "_loc_crit", "_loc_trace_crit", "_loc_tix")
@@ -77,27 +69,3 @@ def derive_sql(con: duckdb.DuckDBPyConnection, config: Any) -> None:
     for tmp in _TEMP_TABLES:
         con.execute(f"DROP TABLE IF EXISTS {tmp}")
 
-
-#: Per (access type, store): the median cost of a hit and the median duration of a local access
-#: over the whole store, the what-if targets (docs/locality.md, "What-if").
-MEDIANS_SQL = """
-SELECT access_type, store,
-       median(cost_ns) FILTER (WHERE outcome = 'hit') AS hit_ns,
-       median(duration_ns) FILTER (WHERE remote = 'local') AS local_ns
-FROM locality_access_store WHERE access_type <> 'prefix_cache'
-GROUP BY access_type, store
-"""
-
-
-def _medians(con: duckdb.DuckDBPyConnection, config: Any) -> Any:
-    return con.sql(MEDIANS_SQL).to_arrow_table()
-
-
-#: The medians are recomputed from the store after the partitions; a trace is derived again when a
-#: median of a store it accesses on its critical path changed.
-MEDIANS = StoreStats(
-    table="locality_median_store", compute=_medians, key=("access_type", "store"),
-    affected_sql="SELECT DISTINCT a.trace_id FROM locality_access_store a JOIN _stats_changed c "
-                 "USING (access_type, store) WHERE a.critical_ns > 0 AND a.access_type <> 'prefix_cache'",
-    after_derive=True,
-)

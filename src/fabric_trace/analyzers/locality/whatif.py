@@ -241,7 +241,7 @@ def _bool(tbl: pa.Table, col: str) -> np.ndarray:
 
 _TARGETS_SQL = """
 WITH med AS (
-    SELECT access_type, store, hit_ns, local_ns FROM locality_median_store  -- store-wide (derive.MEDIANS)
+    SELECT access_type, store, hit_ns, local_ns FROM locality_median_store  -- store-wide (locality.MEDIANS)
 ), a AS (
     SELECT l.i, l.duration_ns,
            least(CASE WHEN l.outcome = 'miss' THEN m.hit_ns END,

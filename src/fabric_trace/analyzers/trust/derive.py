@@ -3,7 +3,7 @@
 ``derive`` runs per partition of whole traces (a kernel: no store) and returns
 (docs/trust.md):
 
-* (store-wide, :data:`ZONES`) ``trust_zone_store`` (view ``trust_spans`` joins it to every span):
+* (store-wide, :data:`fabric_trace.analyzers.trust.ZONES`) ``trust_zone_store`` (view ``trust_spans`` joins it to every span):
   the zone of each resource;
 * ``trust_crossing_store`` (view ``trust_crossings``): every call edge whose two ends are in
   different zones, every call to an uninstrumented peer in another zone, every end-user entry;
@@ -25,12 +25,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from fabric_trace.analyzers.contract import Derived, Partition, StoreStats, sql_kernel
+from fabric_trace.analyzers.contract import Derived, Partition, sql_kernel
 from fabric_trace.analyzers.trust.findings import TOOL_SQL, insert_findings
 from fabric_trace.analyzers.trust.tree import tree_positions
-from fabric_trace.analyzers.trust.config import (
-    ZONES_SQL, build_zones, load_trust_config, resolve_peers, write_config_tables,
-)
+from fabric_trace.analyzers.trust.config import build_zones, load_trust_config, resolve_peers, write_config_tables
 from fabric_trace.errors import DatabaseError
 
 #: Client calls that may reach an uninstrumented peer.
@@ -295,37 +293,6 @@ def derive(part: Partition, config: Any) -> Derived:
     from fabric_trace.analyzers.trust import ANALYZER
 
     return sql_kernel(ANALYZER, part, config, derive_sql)
-
-
-def _zones(con: duckdb.DuckDBPyConnection, config: Any) -> pa.Table:
-    """``trust_zone_store`` of the whole store (run on the store, inside the refresh transaction)."""
-    write_config_tables(con, load_trust_config(config))
-    try:
-        return con.sql(ZONES_SQL).to_arrow_table()
-    finally:
-        for table in ("_trust_pat", "_trust_zonecfg", "_trust_levels"):
-            con.execute(f"DROP TABLE IF EXISTS {table}")
-
-
-def _service_zones(con: duckdb.DuckDBPyConnection, config: Any) -> pa.Table:
-    return con.sql("SELECT lower(service_name) AS name, min(zone) AS zone FROM trust_zone_store "
-                   "GROUP BY 1 ORDER BY 1").to_arrow_table()
-
-
-#: Store-wide: the zone of every resource. A trace is derived again when a resource it uses
-#: changes zone.
-ZONES = StoreStats(
-    table="trust_zone_store", compute=_zones, key=("resource_id",),
-    affected_sql="SELECT DISTINCT trace_id FROM span_store WHERE resource_id IN "
-                 "(SELECT resource_id FROM _stats_changed)",
-)
-
-#: Store-wide: each service name's zone (peer hosts named after a known service resolve to it).
-#: When it changes (a new service, or a service's zone), every trace is derived again.
-SERVICE_ZONES = StoreStats(
-    table="trust_service_zones", compute=_service_zones, key=("name",),
-    affected_sql="SELECT DISTINCT trace_id FROM span_store",
-)
 
 
 def derive_sql(con: duckdb.DuckDBPyConnection, config: Any) -> None:
