@@ -15,15 +15,15 @@ from typer.testing import CliRunner
 from conftest import SAMPLES
 from terminal import run_in_terminal, visible_widths
 
-from fabric_trace.analyzers.latency_report import LatencyOptions, build_latency_report
-from fabric_trace.analyzers.locality_report import build_locality_report
-from fabric_trace.analyzers.trust_report import build_trust_report
+from fabric_trace.analyzers.latency.report import LatencyOptions, build_latency_report
+from fabric_trace.analyzers.locality.report import build_locality_report
+from fabric_trace.analyzers.trust.report import build_trust_report
 from fabric_trace.browse import list_traces, load_trace, trace_report
 from fabric_trace.cli.app import app
-from fabric_trace.filters import ReportFilter
+from fabric_trace.model import ReportFilter
 from fabric_trace.render.fit import fit_table, unique_prefix_len
 from fabric_trace.render.formats import render, render_rows
-from fabric_trace.render.report import Column, Report, Table
+from fabric_trace.model import Column, Report, Table
 from fabric_trace.service import open_analyzed
 
 runner = CliRunner()

@@ -53,7 +53,7 @@ TIERS: tuple[str, ...] = ("config", "domain", "framework", "name")
 
 #: String attributes whose presence records a policy or guardrail decision. These are
 #: domain evidence for ``policy``, and the trust rules read the decision from them
-#: (``fabric_trace.analyzers.trust_rules``), in this order.
+#: (``fabric_trace.analyzers.trust.findings``), in this order.
 POLICY_DECISION_KEYS: tuple[str, ...] = (
     "policy.decision", "guardrail.decision", "authz.decision", "gen_ai.security.decision.type",
     "gen_ai.guardrail.decision", "gen_ai.guardrail.status", "ai_guard.action", "opa.decision",

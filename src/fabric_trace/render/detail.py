@@ -18,7 +18,7 @@ from rich.text import Text
 
 from fabric_trace.render.cells import format_duration_ns, format_value, grid_from_table, plain_value
 from fabric_trace.render.fit import unique_prefix_len
-from fabric_trace.render.report import Column, Report, Table
+from fabric_trace.model import Column, Report, Table
 from fabric_trace.render.sanitize import safe_text
 from fabric_trace.render.tree import render_trace_tree
 from fabric_trace.render.writers import rich_renderables
