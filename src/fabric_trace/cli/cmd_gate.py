@@ -70,7 +70,7 @@ def gate_command(
                 print(line, file=stream)
             stream.flush()
         style = {"fail": "bold red", "inconclusive": "bold yellow"}.get(run.outcome.verdict, "bold green")
-        err.print(headline(run.outcome), style=style, markup=False)
+        err.print(headline(run.outcome), style=style, markup=False, soft_wrap=False)
     if run.exit_code:
         raise typer.Exit(run.exit_code)
 
