@@ -11,7 +11,7 @@ from typing import Any, Callable
 import typer
 
 from fabric_trace import __version__
-from fabric_trace.cli import cmd_collect, cmd_demo, cmd_export, cmd_gate, cmd_ingest, cmd_query, cmd_trace
+from fabric_trace.cli import cmd_collect, cmd_demo, cmd_export, cmd_gate, cmd_html, cmd_ingest, cmd_query, cmd_trace
 from fabric_trace.cli.cmd_report import report_command
 from fabric_trace.cli.color import ColorMode, set_color_mode
 from fabric_trace.cli.command import FabricCommand, FabricGroup
@@ -55,6 +55,7 @@ def build_app() -> typer.Typer:
     for analyzer in registry().values():  # fabric report NAME, one per registered analyzer
         if analyzer.report is not None:
             _register(report_app, analyzer.name, report_command(analyzer))
+    _register(report_app, "html", cmd_html.html_command)
     _register(app, "gate", cmd_gate.gate_command)
     _register(app, "diff", cmd_gate.diff_command)
     _register(app, "collect", cmd_collect.collect_command)

@@ -16,7 +16,8 @@ _COLUMNS = """
     s.trace_id, s.span_id, s.parent_span_id, s.name, coalesce(s.service_name, 'unknown_service') AS service,
     s.start_ns, s.end_ns, s.kind, s.role, s.status_code, s.status_message, CAST(s.attributes AS VARCHAR),
     CAST(s.events AS VARCHAR), CAST(s.links AS VARCHAR), s.resource_id, sc.name, sc.version, s.flags,
-    coalesce(m.depth, 0), m.self_ns, m.on_critical_path_ns
+    coalesce(m.depth, 0), m.self_ns, m.on_critical_path_ns, s.input_tokens, s.output_tokens,
+    s.cached_input_tokens
 """
 
 
@@ -72,13 +73,13 @@ def load_spans(con: duckdb.DuckDBPyConnection, trace_ids: Sequence[str]) -> list
     con.execute("DROP TABLE IF EXISTS _pic_ids")
     out = []
     for (tid, sid, parent, name, service, start, end, kind, role, code, msg, attrs, events, links, rid,
-         scope_name, scope_version, flags, depth, self_ns, crit) in rows:
+         scope_name, scope_version, flags, depth, self_ns, crit, tin, tout, tcached) in rows:
         out.append(ExportSpan(
             trace_id=tid, span_id=sid, parent_span_id=parent, name=name, service=service, start_ns=start,
             end_ns=end, kind=kind, role=role, status_code=code, status_message=msg,
             attributes=orjson.loads(attrs) if attrs else {}, events=orjson.loads(events) if events else [],
             links=orjson.loads(links) if links else [], resource=resources.get(rid, {}), resource_id=rid,
             scope_name=scope_name, scope_version=scope_version, flags=flags, depth=depth, self_ns=self_ns,
-            critical_ns=crit,
+            critical_ns=crit, input_tokens=tin, output_tokens=tout, cached_input_tokens=tcached,
         ))
     return out

@@ -33,6 +33,9 @@ class ExportSpan:
     depth: int = 0
     self_ns: int | None = None
     critical_ns: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_input_tokens: int | None = None
 
     @property
     def end_clipped(self) -> int:
