@@ -42,6 +42,8 @@ def gate_command(
     verbose: bool = typer.Option(False, "--verbose", "-v",
                                  help="List every check in the table, passing ones too (default: failed and "
                                       "inconclusive checks only, passing ones counted)."),
+    html: Optional[str] = typer.Option(
+        None, "--html", metavar="FILE", help="Also write an HTML page: baseline vs candidate for the failed checks."),
     lock_timeout: float = LockTimeoutOption,
 ) -> None:
     """Fail the build on a real regression of the candidate run against the baseline (docs/ci.md).
@@ -55,8 +57,10 @@ def gate_command(
     with guarded(err):
         if alpha is not None and not 0.0 < alpha < 0.5:
             raise UsageError(f"--alpha must be between 0 and 0.5, got {alpha:g}")
-        run = run_gate(baseline, candidate, config_path=config, lock_timeout=lock_timeout,
+        run = run_gate(baseline, candidate, config_path=config, lock_timeout=lock_timeout, html=html is not None,
                        alpha=alpha, fail_on_inconclusive=fail_on_inconclusive)
+        if html and run.html is not None:
+            _write_file(html, run.html, "HTML")
         if junit:
             _write_file(junit, junit_xml(run.outcome), "JUnit")
         if markdown:
@@ -82,12 +86,17 @@ def diff_command(
                                     help="Candidate run: a fabric database or a trace file/directory."),
     config: Optional[str] = ConfigOption,
     fmt: OutputFormat = FormatOption,
+    html: Optional[str] = typer.Option(
+        None, "--html", metavar="FILE", help="Also write an HTML page: the changed workflows side by side."),
     lock_timeout: float = LockTimeoutOption,
 ) -> None:
     """Structural diff of two runs: edges that appear or disappear, calls per trace, new finding kinds."""
-    from fabric_trace.gate import run_diff
+    from fabric_trace.gate import run_diff_pictures
 
     err = stderr_console()
     with guarded(err):
-        report = run_diff([baseline], [candidate], config_path=config, lock_timeout=lock_timeout)
+        report, page = run_diff_pictures([baseline], [candidate], config_path=config, lock_timeout=lock_timeout,
+                                         html=html is not None)
+        if html and page is not None:
+            _write_file(html, page, "HTML")
         write_report(report, fmt)

@@ -100,3 +100,31 @@ def render_report(data: dict[str, Any], summary: list[dict[str, str]], filters: 
     return _environment().get_template("report.html.j2").render(
         d=data, summary=summary, waterfalls=waterfalls, roles=roles, filters=filters,
         locality_parts=svg.LOCALITY_PARTS)
+
+
+def render_comparison(*, title: str, verdict: str | None, headline: str, baseline: Any, candidate: Any,
+                      comparisons: list[Any], checks: list[Any] | None, changes: list[Any]) -> str:
+    """The HTML page of ``fabric gate --html`` / ``fabric diff --html`` (``checks`` is None for diff)."""
+    from types import SimpleNamespace
+
+    from fabric_trace.gate.results import format_value
+
+    scope_index = {c.scope: i for i, c in enumerate(comparisons)}
+    failed = []
+    for r in checks or []:
+        if r.verdict == "pass":
+            continue
+        row = SimpleNamespace(**{k: getattr(r, k) for k in r.__dataclass_fields__})
+        row.name = r.name
+        row.scope_index = scope_index.get(r.workflow)
+        if row.scope_index is None and r.workflow == "(all)":
+            row.scope_index = scope_index.get("(all)")
+        failed.append(row)
+    roles = sorted({r["role"] for c in comparisons for side in (c.baseline, c.candidate) for r in side.by_role}
+                   | {s.role for c in comparisons for side in (c.baseline, c.candidate) if side.median
+                      for s in side.median.spans})
+    return _environment().get_template("compare.html.j2").render(
+        title=title, verdict=verdict, headline=headline, baseline=baseline, candidate=candidate,
+        comparisons=comparisons, checks=checks, failed=failed, changes=changes, roles=roles,
+        details=span_details, max_spans=400,
+        value=lambda v, unit, delta=False: format_value(v, unit, delta=delta))

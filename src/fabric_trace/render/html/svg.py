@@ -164,14 +164,17 @@ def tree_order(spans: Sequence[ExportSpan]) -> list[int]:
 
 
 def waterfall(tid: str, spans: Sequence[ExportSpan], order: Sequence[int], segments: Sequence[tuple[str, int, int]],
-              flagged: set[str], width: float = 1100, row: float = 20) -> Markup:
-    """One trace: a row per span (indented by depth), bars by time, critical path under the bars."""
+              flagged: set[str], width: float = 1100, row: float = 20, scale_ns: int = 0) -> Markup:
+    """One trace: a row per span (indented by depth), bars by time, critical path under the bars.
+
+    ``scale_ns``: draw at least this much time across the bar area (to put two traces on one scale).
+    """
     if not order:
         return Markup("")
     t0 = min(spans[i].start_ns for i in order)
     t1 = max(spans[i].end_clipped for i in order)
-    span_ns = max(t1 - t0, 1)
-    label_w, right_w, top = 330.0, 130.0, 24.0
+    span_ns = max(t1 - t0, scale_ns, 1)
+    label_w, right_w, top = min(330.0, width * 0.3), min(130.0, width * 0.14), 24.0
     x0, bw = label_w + 10, width - label_w - 10 - right_w
 
     def x(ns: int) -> float:
@@ -183,7 +186,8 @@ def waterfall(tid: str, spans: Sequence[ExportSpan], order: Sequence[int], segme
         body.append(f'<line class="grid" x1="{_f(xt)}" x2="{_f(xt)}" y1="{_f(top - 4)}" '
                     f'y2="{_f(top + row * len(order))}"/><text class="tick" x="{_f(xt)}" y="{_f(top - 8)}" '
                     f'text-anchor="middle">{t(ms(tick)) if tick else "0"}</text>')
-    body.append(f'<text class="tick" x="{_f(width - right_w + 8)}" y="{_f(top - 8)}">duration · self</text></g>')
+    body.append(f'<text class="tick" x="{_f(width - right_w + 8)}" y="{_f(top - 8)}">'
+                f'{"duration · self" if right_w >= 120 else "duration"}</text></g>')
     crit: dict[str, list[tuple[int, int]]] = {}
     for sid, a, b in segments:
         crit.setdefault(sid, []).append((a, b))
@@ -202,15 +206,18 @@ def waterfall(tid: str, spans: Sequence[ExportSpan], order: Sequence[int], segme
                     f'<title>{t(tip, 400)}</title>'
                     f'<rect class="row" x="0" y="{_f(y)}" width="{_f(width)}" height="{_f(row)}"/>')
         mark = ("⚑ " if s.span_id in flagged else "") + ("✕ " if err else "")
-        body.append(f'<text class="lbl" x="{_f(4 + depth * 12)}" y="{_f(y + 14)}">'
+        indent = 12 if label_w > 300 else 6
+        avail = max(10.0, (label_w - 4 - indent * depth) / 6.0 - len(mark))  # characters that fit
+        body.append(f'<text class="lbl" x="{_f(4 + depth * indent)}" y="{_f(y + 14)}">'
                     + (f'<tspan class="flag">{mark}</tspan>' if mark else "")
-                    + f'{t(s.name, max(8, 44 - depth * 2))}<tspan class="svc"> {t(s.service, 24)}</tspan></text>')
+                    + f'{t(s.name, max(6, int(avail * 0.65)))}'
+                    f'<tspan class="svc"> {t(s.service, max(4, int(avail * 0.35)))}</tspan></text>')
         body.append(f'<rect class="bar" x="{_f(xa)}" y="{_f(y + 3)}" width="{_f(max(xb - xa, 1.5))}" height="{_f(row - 8)}" '
                     f'fill="{role_color(s.role)}"' + (f' stroke="{ERROR}" stroke-width="2"' if err else "") + "/>")
         for a, b in crit.get(s.span_id, []):
             body.append(f'<rect class="cp" x="{_f(x(a))}" y="{_f(y + row - 5)}" width="{_f(max(x(b) - x(a), 1))}" '
                         f'height="3" fill="{CRITICAL}"/>')
-        dur = ms(s.end_ns - s.start_ns) + (f" · {ms(s.self_ns)}" if s.self_ns is not None else "")
+        dur = ms(s.end_ns - s.start_ns) + (f" · {ms(s.self_ns)}" if s.self_ns is not None and right_w >= 120 else "")
         body.append(f'<text class="num" x="{_f(width - right_w + 8)}" y="{_f(y + 14)}">{t(dur)}</text></g>')
     del pos
     height = top + row * len(order) + 6
@@ -334,3 +341,120 @@ def trust_map(nodes: list[dict[str, Any]], edges: list[dict[str, Any]]) -> Marku
                     f'</text><text class="zkind" x="{_f(x + bw / 2)}" y="{_f(y + 35)}" text-anchor="middle">'
                     f'{t(n["kind"])}{t(lvl)}</text></g>')
     return _svg(width, height, body, "trust map: zones and crossings", "trust")
+
+
+# -- comparisons (gate / diff) -----------------------------------------------------------------------
+SIDE_COLORS = {"baseline": "#78909c", "candidate": "#ef6c00"}
+
+
+def compare_histogram(cmp: Any, width: float = 520, height: float = 170) -> Markup:
+    """Both sides' end-to-end durations on one log axis; bar height = share of that side's traces."""
+    edges = cmp.edges_ns
+    n_bins = len(edges) - 1
+    sides = (("baseline", cmp.baseline), ("candidate", cmp.candidate))
+    shares = {k: [c / s.traces if s.traces else 0 for c in s.counts] for k, s in sides}
+    top = max(max(v, default=0) for v in shares.values()) or 1
+    left, right, y0, plot_h = 40.0, 10.0, 14.0, height - 50.0
+    bw = (width - left - right) / n_bins
+    body = []
+    for k, (name, _) in enumerate(sides):
+        for i, share in enumerate(shares[name]):
+            if share <= 0:
+                continue
+            h = plot_h * share / top
+            x = left + i * bw + k * bw / 2
+            body.append(f'<rect x="{_f(x + 0.5)}" y="{_f(y0 + plot_h - h)}" width="{_f(max(bw / 2 - 1, 1))}" '
+                        f'height="{_f(h)}" fill="{SIDE_COLORS[name]}"><title>{name}: {100 * share:.1f}% of traces '
+                        f'from {t(ms(math.exp(edges[i])))} to {t(ms(math.exp(edges[i + 1])))}</title></rect>')
+    lo, hi = edges[0], edges[-1]
+
+    def xpos(ns: float) -> float:
+        return left + (math.log(max(ns, 1)) - lo) / ((hi - lo) or 1) * (width - left - right)
+
+    for k, (name, side) in enumerate(sides):
+        for label, value, dy in (("p50", side.p50_ns, 0), ("p95", side.p95_ns, 11)):
+            if value is None:
+                continue
+            x = min(max(xpos(value), left), width - right)
+            anchor = ' text-anchor="end"' if k == 0 else ""
+            body.append(f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{_f(y0)}" y2="{_f(y0 + plot_h)}" stroke="{SIDE_COLORS[name]}" '
+                        f'stroke-dasharray="3 2"/><text class="mlabel" x="{_f(x - 3 if k == 0 else x + 3)}" '
+                        f'y="{_f(y0 + 8 + dy + 24 * k)}" style="fill:{SIDE_COLORS[name]}"{anchor}>{label} '
+                        f'{t(ms(value))}</text>')
+    yb = y0 + plot_h
+    body.append(f'<line class="axis" x1="{left}" x2="{_f(width - right)}" y1="{_f(yb)}" y2="{_f(yb)}"/>')
+    body.append(f'<text class="tick" x="{left}" y="{_f(yb + 14)}">{t(ms(math.exp(lo)))}</text>')
+    body.append(f'<text class="tick" x="{_f(width - right)}" y="{_f(yb + 14)}" text-anchor="end">'
+                f'{t(ms(math.exp(hi)))}</text>')
+    body.append(f'<text class="tick" x="{_f(width / 2)}" y="{_f(yb + 30)}" text-anchor="middle">'
+                f'<tspan style="fill:{SIDE_COLORS["baseline"]}">baseline ({cmp.baseline.traces:,})</tspan> vs '
+                f'<tspan style="fill:{SIDE_COLORS["candidate"]}">candidate ({cmp.candidate.traces:,})</tspan>: '
+                f'end-to-end duration, log scale</text>')
+    return _svg(width, height, body, f"durations of {cmp.scope}, baseline and candidate", "hist cmp")
+
+
+def compare_role_bars(cmp: Any, width: float = 1060) -> Markup:
+    """Mean critical-path time per trace by role: baseline and candidate on one scale."""
+    sides = (("baseline", cmp.baseline.by_role), ("candidate", cmp.candidate.by_role))
+    totals = {k: sum(r["mean_all_ns"] for r in rows) for k, rows in sides}
+    if not any(totals.values()):
+        return Markup("")
+    left, right = 120.0, 90.0
+    scale = (width - left - right) / max(totals.values())
+    order = [r["role"] for r in sides[0][1]] + [r["role"] for r in sides[1][1] if r["role"] not in
+                                                   {x["role"] for x in sides[0][1]}]
+    body, y = [], 6.0
+    for name, rows in sides:
+        by = {r["role"]: r["mean_all_ns"] for r in rows}
+        x = left
+        body.append(f'<text class="blabel" x="{_f(left - 6)}" y="{_f(y + 15)}" text-anchor="end">{name}</text>')
+        for role in order:
+            v = by.get(role, 0.0)
+            w = v * scale
+            if w <= 0:
+                continue
+            body.append(f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(w)}" height="22" fill="{role_color(role)}" '
+                        f'data-role="{t(role)}"><title>{name}: {t(role)} {t(ms(v))} per trace</title></rect>')
+            if w > 46:
+                body.append(f'<text class="inbar" x="{_f(x + 3)}" y="{_f(y + 15)}">{t(role, 12)}</text>')
+            x += w
+        body.append(f'<text class="tick" x="{_f(x + 4)}" y="{_f(y + 15)}">{t(ms(totals[name]))}</text>')
+        y += 30
+    return _svg(width, y + 4, body, f"critical path by role of {cmp.scope}, baseline and candidate", "roles cmp")
+
+
+def value_bars(r: Any, width: float = 520) -> Markup:
+    """A check's baseline and candidate values as two bars, with its limit (budget) or threshold (regression)."""
+    vals = [("baseline", r.baseline), ("candidate", r.candidate)]
+    limit = None
+    if r.kind == "budget" and r.threshold is not None:
+        limit, limit_label = r.threshold, "budget"
+    elif r.kind == "regression" and r.threshold is not None and r.baseline is not None:
+        limit, limit_label = r.baseline + r.threshold, "baseline + threshold"
+    finite = [abs(v) for _, v in vals if v is not None and math.isfinite(v)] + ([abs(limit)] if limit else [])
+    if not finite:
+        return Markup("")
+    top = max(finite) or 1
+    left, right, row = 90.0, 110.0, 26.0
+    scale = (width - left - right) / top
+    body, y = [], 4.0
+    for name, v in vals:
+        body.append(f'<text class="blabel" x="{_f(left - 6)}" y="{_f(y + 14)}" text-anchor="end">{name}</text>')
+        if v is not None and math.isfinite(v):
+            body.append(f'<rect x="{left}" y="{_f(y)}" width="{_f(max(abs(v) * scale, 1))}" height="{_f(row - 8)}" '
+                        f'fill="{SIDE_COLORS[name]}"/><text class="tick" x="{_f(left + abs(v) * scale + 4)}" '
+                        f'y="{_f(y + 13)}">{t(_value(v, r.unit))}</text>')
+        y += row
+    if limit is not None:
+        x = left + abs(limit) * scale
+        body.append(f'<line x1="{_f(x)}" x2="{_f(x)}" y1="0" y2="{_f(y)}" stroke="{ERROR}" stroke-width="2" '
+                    f'stroke-dasharray="4 2"/><text class="mlabel" x="{_f(x)}" y="{_f(y + 10)}" '
+                    f'text-anchor="middle">{limit_label} {t(_value(limit, r.unit))}</text>')
+        y += 12
+    return _svg(width, y + 2, body, f"{r.name}: baseline and candidate", "values")
+
+
+def _value(v: float, unit: str) -> str:
+    from fabric_trace.gate.results import format_value
+
+    return format_value(v, unit)
