@@ -55,7 +55,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from fabric_trace.analyzers.latency_report import LatencyOptions, build_latency_report
-    from fabric_trace.filters import ReportFilter
+    from fabric_trace.model import ReportFilter
     from fabric_trace.fixtures_gen import Scenario, write_otlp_proto
     from fabric_trace.pictures.export import export_traces
     from fabric_trace.pictures.report_data import HtmlOptions, collect, summary

@@ -51,7 +51,7 @@ def test_gate_html_shows_the_failed_checks_side_by_side(runs: dict[str, str], tm
     comparisons = re.findall(r'<article class="card workflow" id="(workflow-\d+)">', html)
     assert comparisons
     assert html.count('class="pic hist cmp"') == len(comparisons)
-    assert html.count('class="pic roles cmp"') == len(comparisons)
+    assert html.count('class="pic roles"') == len(comparisons)
     assert len(re.findall(r'id="wf-b-[0-9a-f]{32}"', html)) == len(comparisons)
     assert len(re.findall(r'id="wf-c-[0-9a-f]{32}"', html)) == len(comparisons)
     assert "critical_path[llm] mean" in html and "All checks" in html

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fabric_trace.cli.app import app
+from fabric_trace.fixtures_gen import Scenario, generate, write_otlp_jsonl
 from fabric_trace.service import run_ingest
 from hostile import HOSTILE_BASE, HOSTILE_HTML
 from pictures_helpers import agent_trace, build_store
@@ -113,9 +114,11 @@ def test_filters_select_traces(scenario_db: str, tmp_path: Path) -> None:
 
 
 def test_size_budget_a_few_hundred_traces_with_20_waterfalls(tmp_path: Path) -> None:
-    db = str(tmp_path / "budget.duckdb")
-    run_ingest(db, [str(p) for p in sorted(SCENARIOS.glob("*.jsonl"))[:3]])
-    html, _ = render(db, tmp_path, "--waterfalls", "20", "--slowest", "20")
+    src, db = tmp_path / "g300.jsonl", str(tmp_path / "budget.duckdb")
+    write_otlp_jsonl(generate(Scenario(traces=300, seed=5)), src)
+    run_ingest(db, [str(src)])
+    html, err = render(db, tmp_path, "--waterfalls", "20", "--slowest", "20")
+    assert "report: 300 traces, 20 waterfalls" in err
     assert len(set(re.findall(r'id="(wf-[0-9a-f]{32})"', html))) == 20
     assert len(html.encode()) < 3_000_000
 

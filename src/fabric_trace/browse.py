@@ -27,13 +27,9 @@ def _table_time(iso: str | None) -> str | None:
 
 def list_traces(con: duckdb.DuckDBPyConnection, flt: ReportFilter, limit: int = 20) -> Report:
     """The most recent traces (by start), newest first."""
-    tf = flt.trace_sql("t")
-    sql = f"SELECT t.* FROM traces t WHERE {tf.sql}"
-    params: list[Any] = list(tf.params)
-    if flt.where.sql != "TRUE":
-        sql += f" AND t.trace_id IN (SELECT s.trace_id FROM spans s WHERE {flt.where.sql})"
-        params += list(flt.where.params)
-    sql += " ORDER BY t.start_ns DESC, t.trace_id LIMIT ?"
+    sel = flt.selection_sql("t")
+    sql = f"SELECT t.* FROM traces t WHERE {sel.sql} ORDER BY t.start_ns DESC, t.trace_id LIMIT ?"
+    params: list[Any] = list(sel.params)
     params.append(limit)
     cur = con.execute(sql, params)
     cols = [d[0] for d in cur.description]

@@ -143,3 +143,12 @@ class ReportFilter:
         if self.until_ns is not None:
             out = out & SqlFilter(f"{alias}.start_ns < ?", (self.until_ns,))
         return out
+
+    def selection_sql(self, alias: str = "t") -> SqlFilter:
+        """SQL over the ``traces`` view (alias ``alias``) selecting the traces of the filter: workflow and
+        window, and, with ``--where``, at least one matching span."""
+        out = self.trace_sql(alias)
+        if self.where.sql != "TRUE":
+            out = out & SqlFilter(f"{alias}.trace_id IN (SELECT s.trace_id FROM spans s WHERE {self.where.sql})",
+                                  tuple(self.where.params))
+        return out

@@ -12,7 +12,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from fabric_trace.filters import ReportFilter
+from fabric_trace.model import ReportFilter
 from fabric_trace.pictures.report_data import HtmlOptions, Waterfall, select, waterfalls, workflows
 
 #: At most this many workflows are drawn side by side.

@@ -13,7 +13,7 @@ from typing import Any
 
 import duckdb
 
-from fabric_trace.filters import ReportFilter
+from fabric_trace.model import ReportFilter
 from fabric_trace.pictures.spans import load_spans, select_trace_ids
 from fabric_trace.render.export.model import ExportSpan
 

@@ -40,13 +40,9 @@ def resolve_trace_id(con: duckdb.DuckDBPyConnection, trace_id: str) -> str:
 
 def select_trace_ids(con: duckdb.DuckDBPyConnection, flt: ReportFilter, limit: int | None = None) -> list[str]:
     """Trace ids matching ``flt``, oldest first (the first ``limit`` of them when given)."""
-    tf = flt.trace_sql("t")
-    sql = f"SELECT t.trace_id FROM traces t WHERE {tf.sql}"
-    params: list[Any] = list(tf.params)
-    if flt.where.sql != "TRUE":
-        sql += f" AND t.trace_id IN (SELECT s.trace_id FROM spans s WHERE {flt.where.sql})"
-        params += list(flt.where.params)
-    sql += " ORDER BY t.start_ns, t.trace_id"
+    sel = flt.selection_sql("t")
+    sql = f"SELECT t.trace_id FROM traces t WHERE {sel.sql} ORDER BY t.start_ns, t.trace_id"
+    params: list[Any] = list(sel.params)
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)

@@ -108,32 +108,43 @@ def over_time(wf: dict[str, Any], width: float = 520, height: float = 160) -> Ma
     return _svg(width, height, body, f"latency over time of {wf['workflow']}", "time")
 
 
-def role_bars(wf: dict[str, Any], width: float = 1060) -> Markup:
-    """Two stacked bars: mean critical-path time per trace by role, all traces and the slowest 5%."""
-    rows = wf["by_role"]
-    if not rows:
+def stacked_role_bars(bars: list[tuple[str, dict[str, float]]], label: str, width: float = 1060) -> Markup:
+    """Stacked bars on one scale, one per (name, {role: ns per trace}); roles in first-seen order."""
+    totals = {name: sum(v.values()) for name, v in bars}
+    if not any(totals.values()):
         return Markup("")
+    order: list[str] = []
+    for _, values in bars:
+        order.extend(r for r in values if r not in order)
     left, right = 120.0, 90.0
-    totals = {"mean_all_ns": sum(r["mean_all_ns"] for r in rows), "mean_slow_ns": sum(r["mean_slow_ns"] for r in rows)}
-    scale = (width - left - right) / (max(totals.values()) or 1)
+    scale = (width - left - right) / max(totals.values())
     body, y = [], 6.0
-    for key, label in (("mean_all_ns", "all traces"), ("mean_slow_ns", "slowest 5%")):
+    for name, values in bars:
         x = left
-        body.append(f'<text class="blabel" x="{_f(left - 6)}" y="{_f(y + 15)}" text-anchor="end">{label}</text>')
-        for r in rows:
-            w = r[key] * scale
+        body.append(f'<text class="blabel" x="{_f(left - 6)}" y="{_f(y + 15)}" text-anchor="end">{t(name)}</text>')
+        for role in order:
+            v = values.get(role, 0.0)
+            w = v * scale
             if w <= 0:
                 continue
-            share = 100 * r[key] / totals[key] if totals[key] else 0
-            body.append(f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(w)}" height="22" fill="{role_color(r["role"])}" '
-                        f'data-role="{t(r["role"])}"><title>{t(r["role"])}: {t(ms(r[key]))} per trace '
+            share = 100 * v / totals[name]
+            body.append(f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(w)}" height="22" fill="{role_color(role)}" '
+                        f'data-role="{t(role)}"><title>{t(name)}: {t(role)} {t(ms(v))} per trace '
                         f'({share:.1f}% of the critical path)</title></rect>')
             if w > 46:
-                body.append(f'<text class="inbar" x="{_f(x + 3)}" y="{_f(y + 15)}">{t(r["role"], 12)}</text>')
+                body.append(f'<text class="inbar" x="{_f(x + 3)}" y="{_f(y + 15)}">{t(role, 12)}</text>')
             x += w
-        body.append(f'<text class="tick" x="{_f(x + 4)}" y="{_f(y + 15)}">{t(ms(totals[key]))}</text>')
+        body.append(f'<text class="tick" x="{_f(x + 4)}" y="{_f(y + 15)}">{t(ms(totals[name]))}</text>')
         y += 30
-    return _svg(width, y + 4, body, f"critical-path time by role of {wf['workflow']}", "roles")
+    return _svg(width, y + 4, body, label, "roles")
+
+
+def role_bars(wf: dict[str, Any], width: float = 1060) -> Markup:
+    """Mean critical-path time per trace by role: all traces, and the slowest 5%."""
+    return stacked_role_bars(
+        [("all traces", {r["role"]: r["mean_all_ns"] for r in wf["by_role"]}),
+         ("slowest 5%", {r["role"]: r["mean_slow_ns"] for r in wf["by_role"]})],
+        f"critical-path time by role of {wf['workflow']}", width)
 
 
 # -- waterfall ---------------------------------------------------------------------------------------
@@ -395,32 +406,9 @@ def compare_histogram(cmp: Any, width: float = 520, height: float = 170) -> Mark
 
 def compare_role_bars(cmp: Any, width: float = 1060) -> Markup:
     """Mean critical-path time per trace by role: baseline and candidate on one scale."""
-    sides = (("baseline", cmp.baseline.by_role), ("candidate", cmp.candidate.by_role))
-    totals = {k: sum(r["mean_all_ns"] for r in rows) for k, rows in sides}
-    if not any(totals.values()):
-        return Markup("")
-    left, right = 120.0, 90.0
-    scale = (width - left - right) / max(totals.values())
-    order = [r["role"] for r in sides[0][1]] + [r["role"] for r in sides[1][1] if r["role"] not in
-                                                   {x["role"] for x in sides[0][1]}]
-    body, y = [], 6.0
-    for name, rows in sides:
-        by = {r["role"]: r["mean_all_ns"] for r in rows}
-        x = left
-        body.append(f'<text class="blabel" x="{_f(left - 6)}" y="{_f(y + 15)}" text-anchor="end">{name}</text>')
-        for role in order:
-            v = by.get(role, 0.0)
-            w = v * scale
-            if w <= 0:
-                continue
-            body.append(f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(w)}" height="22" fill="{role_color(role)}" '
-                        f'data-role="{t(role)}"><title>{name}: {t(role)} {t(ms(v))} per trace</title></rect>')
-            if w > 46:
-                body.append(f'<text class="inbar" x="{_f(x + 3)}" y="{_f(y + 15)}">{t(role, 12)}</text>')
-            x += w
-        body.append(f'<text class="tick" x="{_f(x + 4)}" y="{_f(y + 15)}">{t(ms(totals[name]))}</text>')
-        y += 30
-    return _svg(width, y + 4, body, f"critical path by role of {cmp.scope}, baseline and candidate", "roles cmp")
+    bars = [(name, {r["role"]: r["mean_all_ns"] for r in side.by_role})
+            for name, side in (("baseline", cmp.baseline), ("candidate", cmp.candidate))]
+    return stacked_role_bars(bars, f"critical path by role of {cmp.scope}, baseline and candidate", width)
 
 
 def value_bars(r: Any, width: float = 520) -> Markup:
