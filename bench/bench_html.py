@@ -54,7 +54,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "out"))
     args = ap.parse_args()
 
-    from fabric_trace.analyzers.latency_report import LatencyOptions, build_latency_report
+    from fabric_trace.analyzers.latency.report import LatencyOptions, build_latency_report
     from fabric_trace.model import ReportFilter
     from fabric_trace.fixtures_gen import Scenario, write_otlp_proto
     from fabric_trace.pictures.export import export_traces
