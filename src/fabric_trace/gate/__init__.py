@@ -21,6 +21,7 @@ from fabric_trace.gate.checks import GateOutcome, evaluate
 from fabric_trace.gate.diff import StructuralDiff, edge_counts, structural_diff
 from fabric_trace.gate.inputs import Side, Sides
 from fabric_trace.gate.metrics import SideMetrics, load_side
+from fabric_trace.gate.results import format_value
 from fabric_trace.gate.outputs import SideInfo, diff_report, gate_report
 from fabric_trace.model import Report
 from fabric_trace.store.db import DEFAULT_LOCK_TIMEOUT
@@ -100,7 +101,7 @@ def run_gate(baseline: list[str], candidate: list[str], *, config_path: str | No
 
         page = render_comparison(title="fabric gate", verdict=outcome.verdict, headline=headline(outcome),
                                  baseline=bi, candidate=ci, comparisons=pictures, checks=outcome.results,
-                                 changes=diff.changes())
+                                 changes=diff.changes(), format_value=format_value)
     return GateRun(outcome, diff, bi, ci, report, exit_code, page)
 
 
@@ -136,5 +137,6 @@ def run_diff_pictures(baseline: list[str], candidate: list[str], *, config_path:
         from fabric_trace.render.html import render_comparison
 
         page = render_comparison(title="fabric diff", verdict=None, headline=report.title, baseline=bi,
-                                 candidate=ci, comparisons=pictures, checks=None, changes=diff.changes())
+                                 candidate=ci, comparisons=pictures, checks=None, changes=diff.changes(),
+                                 format_value=format_value)
     return report, page

@@ -103,11 +103,11 @@ def render_report(data: dict[str, Any], summary: list[dict[str, str]], filters: 
 
 
 def render_comparison(*, title: str, verdict: str | None, headline: str, baseline: Any, candidate: Any,
-                      comparisons: list[Any], checks: list[Any] | None, changes: list[Any]) -> str:
-    """The HTML page of ``fabric gate --html`` / ``fabric diff --html`` (``checks`` is None for diff)."""
+                      comparisons: list[Any], checks: list[Any] | None, changes: list[Any],
+                      format_value: Any) -> str:
+    """The HTML page of ``fabric gate --html`` / ``fabric diff --html`` (``checks`` is None for diff);
+    ``format_value(value, unit, delta=False)`` writes a check's value (the gate's own formatting)."""
     from types import SimpleNamespace
-
-    from fabric_trace.gate.results import format_value
 
     scope_index = {c.scope: i for i, c in enumerate(comparisons)}
     failed = []

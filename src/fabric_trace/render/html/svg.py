@@ -411,7 +411,7 @@ def compare_role_bars(cmp: Any, width: float = 1060) -> Markup:
     return stacked_role_bars(bars, f"critical path by role of {cmp.scope}, baseline and candidate", width)
 
 
-def value_bars(r: Any, width: float = 520) -> Markup:
+def value_bars(r: Any, value: Any, width: float = 520) -> Markup:
     """A check's baseline and candidate values as two bars, with its limit (budget) or threshold (regression)."""
     vals = [("baseline", r.baseline), ("candidate", r.candidate)]
     limit = None
@@ -431,18 +431,12 @@ def value_bars(r: Any, width: float = 520) -> Markup:
         if v is not None and math.isfinite(v):
             body.append(f'<rect x="{left}" y="{_f(y)}" width="{_f(max(abs(v) * scale, 1))}" height="{_f(row - 8)}" '
                         f'fill="{SIDE_COLORS[name]}"/><text class="tick" x="{_f(left + abs(v) * scale + 4)}" '
-                        f'y="{_f(y + 13)}">{t(_value(v, r.unit))}</text>')
+                        f'y="{_f(y + 13)}">{t(value(v, r.unit))}</text>')
         y += row
     if limit is not None:
         x = left + abs(limit) * scale
         body.append(f'<line x1="{_f(x)}" x2="{_f(x)}" y1="0" y2="{_f(y)}" stroke="{ERROR}" stroke-width="2" '
                     f'stroke-dasharray="4 2"/><text class="mlabel" x="{_f(x)}" y="{_f(y + 10)}" '
-                    f'text-anchor="middle">{limit_label} {t(_value(limit, r.unit))}</text>')
+                    f'text-anchor="middle">{limit_label} {t(value(limit, r.unit))}</text>')
         y += 12
     return _svg(width, y + 2, body, f"{r.name}: baseline and candidate", "values")
-
-
-def _value(v: float, unit: str) -> str:
-    from fabric_trace.gate.results import format_value
-
-    return format_value(v, unit)
