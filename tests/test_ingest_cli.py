@@ -6,10 +6,8 @@ import gzip
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import duckdb
@@ -214,58 +212,6 @@ def test_db_busy_exits_75(tmp_path: Path, samples: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
-
-
-def _big_inputs(tmp_path: Path, n_files: int = 4, traces: int = 400) -> list[str]:
-    from fabric_trace.fixtures_gen import Scenario, generate, write_otlp_jsonl
-
-    paths = []
-    for i in range(n_files):
-        p = tmp_path / f"in{i}.jsonl"
-        write_otlp_jsonl(generate(Scenario(traces=traces, seed=100 + i)), p)
-        paths.append(str(p))
-    return paths
-
-
-def test_kill_9_leaves_a_consistent_database_and_a_rerun_completes(tmp_path: Path) -> None:
-    inputs = _big_inputs(tmp_path)
-    clean = str(tmp_path / "clean.duckdb")
-    code, summary, _ = ingest(clean, *inputs, extra=("--no-analyze",))
-    total = summary["spans_ingested"]
-    cmd = [sys.executable, "-m", "fabric_trace", "trace", "ingest", *inputs, "--db", None, "--no-analyze",
-           "--batch-spans", "500"]
-    for attempt, delay in enumerate((0.8, 1.6, 2.4)):
-        db = str(tmp_path / f"killed{attempt}.duckdb")
-        cmd[cmd.index(None) if None in cmd else cmd.index("--db") + 1] = db
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        if not Path(db).exists():
-            continue
-        n_spans, manifest_sum = rows(db, "SELECT (SELECT count(*) FROM span_store), (SELECT coalesce(sum(spans_ingested), 0) FROM files)")[0]
-        assert n_spans == manifest_sum  # no half-written file
-        code, again, _ = ingest(db, *inputs, extra=("--no-analyze",))
-        assert code == 0
-        assert rows(db, "SELECT count(*) FROM span_store") == [(total,)]
-    assert rows(clean, "SELECT count(*) FROM span_store") == [(total,)]
-
-
-def test_ctrl_c_rolls_back_the_current_file_and_exits_130(tmp_path: Path) -> None:
-    inputs = _big_inputs(tmp_path, n_files=3, traces=600)
-    db = str(tmp_path / "t.duckdb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fabric_trace", "trace", "ingest", *inputs, "--db", db, "--no-analyze", "--batch-spans", "500"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(2.0)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    if proc.returncode == 0:
-        pytest.skip("ingest finished before the interrupt on this machine")
-    assert proc.returncode == ExitCode.INTERRUPTED, err
-    assert b"Traceback" not in err
-    n_spans, manifest_sum = rows(db, "SELECT (SELECT count(*) FROM span_store), (SELECT coalesce(sum(spans_ingested), 0) FROM files)")[0]
-    assert n_spans == manifest_sum
 
 
 def test_demo_jsonl_and_framed_proto_give_identical_rows(tmp_path: Path) -> None:

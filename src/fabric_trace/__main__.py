@@ -1,5 +1,5 @@
 """``python -m fabric_trace`` runs the ``fabric`` command."""
 
-from fabric_trace.cli.app import main
+from fabric_trace.cli.entry import main
 
 main()

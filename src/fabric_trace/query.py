@@ -11,6 +11,7 @@ from typing import Any
 
 import duckdb
 
+from fabric_trace import interrupts
 from fabric_trace.errors import DatabaseError, UsageError
 from fabric_trace.store import db as store
 
@@ -29,6 +30,7 @@ def run_read_only(db_path: str, sql: str, *, lock_timeout: float = store.DEFAULT
     ensure_fresh(db_path, lock_timeout)
     con = store.connect(db_path, read_only=True, lock_timeout=lock_timeout)
     try:
+        interrupts.pause_point("read")
         store.harden_read_only(con)
         try:
             statements = con.extract_statements(sql)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from fabric_trace import interrupts
 from fabric_trace.config import load_config
 from fabric_trace.ingest.limits import Limits
 from fabric_trace.ingest.pipeline import IngestOptions, IngestSummary, ingest
@@ -124,6 +125,7 @@ class _Analyzed:
             config = replace(config, data=data)
         self.con = store.connect(self.path, lock_timeout=self.lock_timeout, create=False)
         try:
+            interrupts.pause_point("read")
             refresh_derived(self.con, config)
         except BaseException:
             self.con.close()

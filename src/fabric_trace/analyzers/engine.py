@@ -36,6 +36,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from fabric_trace import interrupts
 from fabric_trace.analyzers import registry
 from fabric_trace.analyzers.contract import FINDINGS_DDL, Analyzer, Derived, Partition, StoreStats
 from fabric_trace.errors import DatabaseError
@@ -101,6 +102,7 @@ def refresh(con: duckdb.DuckDBPyConnection, config: Any, *, force: bool = False,
     try:
         con.execute(f"SET memory_limit = '{REFRESH_MEMORY_LIMIT}'")
         con.execute("BEGIN TRANSACTION")
+        interrupts.pause_point("analyze")
         _Run(con, config, full, int(meta.get("derived_file_id", "0") or 0), batch_spans).run()
         version = _meta(con).get("data_version", "0")
         last_file = con.execute("SELECT coalesce(max(file_id), 0) FROM files").fetchall()[0][0]

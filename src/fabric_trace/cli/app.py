@@ -88,5 +88,7 @@ app = build_app()
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Run the command (the console script is :func:`fabric_trace.cli.entry.main`, which adds Ctrl-C handling)."""
+    from fabric_trace.cli.entry import main as entry_main
+
+    entry_main()

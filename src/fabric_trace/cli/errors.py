@@ -7,15 +7,16 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import duckdb
 import typer
 from rich.console import Console
 from rich.text import Text
 
+from fabric_trace import interrupts
 from fabric_trace.cli.color import console_options
-from fabric_trace.errors import ExitCode, FabricError
+from fabric_trace.errors import ExitCode, FabricError, Interrupted
 
 T = TypeVar("T")
 
@@ -57,25 +58,40 @@ def guarded(console: Console | None = None) -> Iterator[None]:
     console = console or stderr_console()
     try:
         yield
-    except typer.Exit:
+    except typer.Exit as exc:
+        if interrupts.interrupted() and exc.exit_code != ExitCode.INTERRUPTED:
+            _interrupted(console, None)
         raise
-    except FabricError as exc:
-        _emit(console, "error", exc.message, _hint(exc))
-        raise typer.Exit(int(exc.exit_code)) from None
-    except KeyboardInterrupt:
-        _emit(console, "interrupted", "stopped by Ctrl-C", "run the command again to complete it")
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-    except duckdb.Error as exc:
-        _emit(console, "error", f"database error: {exc}", None)
-        raise typer.Exit(int(ExitCode.DB_ERROR)) from None
-    except BrokenPipeError:
-        raise typer.Exit(0) from None
-    except Exception as exc:  # noqa: BLE001 - the last line of defence
+    except BaseException as exc:  # noqa: BLE001 - the last line of defence
+        if isinstance(exc, (KeyboardInterrupt, Interrupted)) or interrupts.interrupted():
+            # whatever is unwinding after Ctrl-C ("Query interrupted", an aborted transaction) is the interrupt
+            _interrupted(console, exc.message if isinstance(exc, Interrupted) else None)
+        if isinstance(exc, FabricError):
+            _emit(console, "error", exc.message, _hint(exc))
+            raise typer.Exit(int(exc.exit_code)) from None
+        if isinstance(exc, duckdb.Error):
+            _emit(console, "error", f"database error: {exc}", None)
+            raise typer.Exit(int(ExitCode.DB_ERROR)) from None
+        if isinstance(exc, BrokenPipeError):
+            raise typer.Exit(0) from None
+        if not isinstance(exc, Exception):
+            raise
         _emit(console, "internal error", f"{type(exc).__name__}: {exc}",
               "this is a bug in fabric; rerun with FABRIC_DEBUG=1 for a traceback and report it")
         if os.environ.get("FABRIC_DEBUG") == "1":
             console.print(Text(traceback.format_exc()))
         raise typer.Exit(INTERNAL_ERROR) from None
+
+
+def _interrupted(console: Console, detail: str | None) -> NoReturn:
+    """One line on stderr, exit 130 (later Ctrl-Cs are ignored meanwhile: see fabric_trace.interrupts)."""
+    if not interrupts.reported():
+        line = Text("interrupted: ", style="bold red")
+        line.append(f"stopped by Ctrl-C; {detail}" if detail else
+                    "stopped by Ctrl-C; the database is consistent (an unfinished write was rolled back)")
+        console.print(line)
+        interrupts.mark_reported()
+    raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
 
 def call(fn: Callable[[], T], console: Console | None = None) -> T:

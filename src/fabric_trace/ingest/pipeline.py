@@ -26,11 +26,11 @@ from __future__ import annotations
 import gc
 import os
 import queue
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -38,6 +38,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from fabric_trace import interrupts
 from fabric_trace.errors import DatabaseError, FabricError, InputError, Interrupted
 from fabric_trace.ingest.batch import SpanBatch
 from fabric_trace.ingest.limits import Limits
@@ -205,7 +206,8 @@ class _FlushingBatch(SpanBatch):
             self.flush()
 
     def flush(self) -> None:
-        _INTERRUPT.check()
+        interrupts.pause_point("ingest-batch")
+        interrupts.check()
         job = _Job(
             spans_rejected=self.spans_rejected,
             records_rejected=sum(1 for r in self.rejections if r.action == "rejected"),
@@ -243,24 +245,6 @@ def _write_quarantine(con: duckdb.DuckDBPyConnection, file_id: int, path: str,
     )
 
 
-class _InterruptFlag:
-    """Ctrl-C during an ingest: the first press stops at the next batch boundary (the
-    current file is rolled back cleanly); a second press stops at once."""
-
-    def __init__(self) -> None:
-        self.pending = False
-
-    def handler(self, signum: int, frame: Any) -> None:
-        if self.pending:
-            raise KeyboardInterrupt
-        self.pending = True
-
-    def check(self) -> None:
-        if self.pending:
-            raise KeyboardInterrupt
-
-
-_INTERRUPT = _InterruptFlag()
 
 
 @dataclass
@@ -287,9 +271,6 @@ def ingest(con: duckdb.DuckDBPyConnection, db_label: str, args: list[str],
     sources = expand(args)
     summary = IngestSummary(db=db_label)
     t0 = time.perf_counter()
-    _INTERRUPT.pending = False
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, _INTERRUPT.handler) if main_thread else None
     # Decoding allocates millions of short-lived, acyclic containers; the cyclic
     # collector would rescan them over and over (5x slower JSON parsing measured).
     # Reference counting frees them; the collector is re-enabled afterwards.
@@ -307,25 +288,40 @@ def ingest(con: duckdb.DuckDBPyConnection, db_label: str, args: list[str],
     # DuckDB thread only competes with the decoder (measured: 1M spans 9.7 s -> 8.7 s).
     threads = con.execute("SELECT current_setting('threads')").fetchall()[0][0]
     con.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
+    # Ctrl-C stops at the next batch boundary (the file being written is rolled back).
+    stack = ExitStack()
+    stack.enter_context(interrupts.deferred())
+    current: Source | None = None
+    files_before = _count_files(con)
     try:
         for src in sources:
-            _INTERRUPT.check()
+            interrupts.check()
+            current = src
             result = _ingest_one(con, writer, src, options, decode_stream, decode_json_value, progress)
+            current = None
             summary.files.append(result)
-        _INTERRUPT.check()
-    except KeyboardInterrupt:
+        interrupts.check()
+    except BaseException as exc:
+        if not (isinstance(exc, KeyboardInterrupt) or interrupts.interrupted()):
+            raise
+        # also "Query interrupted" / an aborted transaction caused by the interrupt
         summary.interrupted = True
         summary.seconds = time.perf_counter() - t0
-        raise Interrupted("interrupted; the file being ingested was rolled back, committed files are kept",
+        # what is in the store now (a COMMIT may have completed just before the interrupt surfaced)
+        files_now = _count_files(con)
+        committed = (files_now - files_before if min(files_now, files_before) >= 0
+                     else sum(1 for f in summary.files if f.status == "ingested"))
+        rolled = current is not None and committed == sum(1 for f in summary.files if f.status == "ingested")
+        raise Interrupted(f"{committed} file(s) committed in this run are kept"
+                          + (f"; {current.path} was rolled back" if rolled and current else ""),
                           hint="run the same command again to complete the ingest") from None
     finally:
+        stack.close()
         sys.setswitchinterval(switch_interval)
         _reset_setting(con, "write_buffer_row_group_count", row_groups)
         _reset_setting(con, "threads", threads)
         if gc_was_enabled:
             gc.enable()
-        if main_thread:
-            signal.signal(signal.SIGINT, previous)
     summary.seconds = time.perf_counter() - t0
     ids = [f for f in summary.files if f.status == "ingested"]
     if len(ids) == 1:
@@ -340,6 +336,14 @@ def _reset_setting(con: duckdb.DuckDBPyConnection, name: str, value: Any) -> Non
         con.execute(f"SET {name} = {int(value)}")
     except (duckdb.Error, TypeError, ValueError):
         pass
+
+
+def _count_files(con: duckdb.DuckDBPyConnection) -> int:
+    """Files in the manifest (-1 if it cannot be read)."""
+    try:
+        return int(con.execute("SELECT count(*) FROM files").fetchone()[0])
+    except duckdb.Error:
+        return -1
 
 
 def _count_traces(con: duckdb.DuckDBPyConnection, shas: list[str]) -> int:
@@ -359,7 +363,7 @@ def _ingest_one(con: duckdb.DuckDBPyConnection, writer: StoreWriter, src: Source
     spool: StdinSpool | None = None
     if src.is_stdin:
         # Copied first so that it can be read twice, like a file (see StdinSpool).
-        spool = StdinSpool(src.open(), _INTERRUPT.check)
+        spool = StdinSpool(src.open(), interrupts.check)
         if spool.complete:
             result.sha256, result.size_bytes = spool.sha256, spool.size
             hash_while_reading = False
@@ -464,6 +468,7 @@ def _attempt(con: duckdb.DuckDBPyConnection, writer: StoreWriter, src: Source, o
         )
         con.execute("UPDATE fabric_meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR) "
                     "WHERE key = 'data_version'")
+        interrupts.pause_point("commit")
         con.execute("COMMIT")
     except KeyCollision:
         _quiesce(background)
