@@ -410,6 +410,17 @@ class SpanBatch:
         ]
 
 
+def malformed_reason(exc: BaseException) -> str:
+    """The quarantine reason of a span whose decoding raised ``exc``.
+
+    Names what is wrong with the input; Python's internal wording (``maximum
+    recursion depth exceeded``) never becomes a reason.
+    """
+    if isinstance(exc, RecursionError):
+        return "malformed span (a value is nested too deeply)"
+    return f"malformed span ({type(exc).__name__}: {str(exc)[:200]})"
+
+
 def add_span(
     sink: SpanSink,
     prefix: str,

@@ -40,7 +40,7 @@ from fabric_trace.ingest.anyvalue import (
     raw_json,
     reject_record,
 )
-from fabric_trace.ingest.batch import MAX_TIME_NS, SpanSink, add_span, attributes_json
+from fabric_trace.ingest.batch import MAX_TIME_NS, SpanSink, add_span, attributes_json, malformed_reason
 from fabric_trace.ingest.json_repair import DAMAGED
 
 _BAD_RECORD = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError, RecursionError)
@@ -104,7 +104,7 @@ def _trace(tr: Any, path: str, span_prefix: str, sink: SpanSink) -> None:
         except DecodeError as e:
             _reject(s, w, e.message, sink)
         except _BAD_RECORD as e:
-            _reject(s, w, f"malformed span ({type(e).__name__}: {str(e)[:200]})", sink)
+            _reject(s, w, malformed_reason(e), sink)
         else:
             add_span(sink, pre, j, rid, scid, t, sp, parent, flags, name, kind, start, end, code, attrs_json,
                      status_message=msg, events=events_json, links=links_json)

@@ -39,7 +39,7 @@ from fabric_trace.ingest.anyvalue import (
     time_range_error,
 )
 from fabric_trace.ingest.json_repair import DAMAGED
-from fabric_trace.ingest.batch import EMPTY_OBJECT, MAX_TIME_NS, SPAN_KINDS, STATUS_CODES, SpanSink
+from fabric_trace.ingest.batch import EMPTY_OBJECT, MAX_TIME_NS, SPAN_KINDS, STATUS_CODES, SpanSink, malformed_reason
 
 _ZT = "0" * 32
 _ZS = "0" * 16
@@ -312,7 +312,7 @@ def _spans(spans: list[Any], pre: str, rid: str, scid: str, sink: SpanSink) -> N
             _reject_span(s, f"{pre}{k}]", e.message, sink)
             continue
         except _BAD_RECORD as e:
-            _reject_span(s, f"{pre}{k}]", f"malformed span ({type(e).__name__}: {str(e)[:200]})", sink)
+            _reject_span(s, f"{pre}{k}]", malformed_reason(e), sink)
             continue
         ak(k)
         at(t)

@@ -34,7 +34,7 @@ from typing import Any
 
 from fabric_trace.errors import DecodeError
 from fabric_trace.ingest.anyvalue import FAST_CHARS, cap_string, raw_json
-from fabric_trace.ingest.batch import SPAN_KINDS, SpanSink, add_span, attributes_json
+from fabric_trace.ingest.batch import SPAN_KINDS, SpanSink, add_span, attributes_json, malformed_reason
 from fabric_trace.ingest.jaeger_json import end_ns, jaeger_id, reject_span, span_name, us_to_ns
 from fabric_trace.ingest.json_repair import DAMAGED
 
@@ -65,7 +65,7 @@ def decode_zipkin_json(spans: list[Any], where: str, sink: SpanSink) -> None:
         except DecodeError as e:
             _reject(s, w, e.message, sink)
         except _BAD_RECORD as e:
-            _reject(s, w, f"malformed span ({type(e).__name__}: {str(e)[:200]})", sink)
+            _reject(s, w, malformed_reason(e), sink)
         else:
             add_span(sink, pre, i, rid, scid, t, sp, parent, None, name, kind, start, end, code, attrs_json,
                      status_message=msg, events=events_json)
