@@ -85,12 +85,34 @@ def test_second_writer_waits_then_reports_busy(db_path: str) -> None:
         "SELECT 1; SELECT 2",
         "COPY (SELECT 1) TO '/tmp/fabric_escape.csv'",
         "ATTACH '/tmp/other.duckdb'",
+        "SELECT * FROM sqlite_scan('/tmp/x.db', 't')",
+        "SELECT * FROM iceberg_scan('/tmp/x')",
+        "SELECT * FROM read_xlsx('/tmp/x.xlsx')",
+        "SELECT * FROM postgres_query('host=x', 'SELECT 1')",
+        "SELECT * FROM read_parquet('/tmp/x.parquet')",
+        "INSTALL sqlite",
+        "LOAD sqlite",
     ],
 )
 def test_query_is_read_only(db_path: str, sql: str) -> None:
     store.connect(db_path).close()
     with pytest.raises(UsageError):
         run_read_only(db_path, sql)
+
+
+def test_query_refusals_exit_2_and_never_download_an_extension(db_path: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from fabric_trace.cli.app import app
+
+    store.connect(db_path).close()
+    home = tmp_path / "home"
+    home.mkdir()
+    res = CliRunner().invoke(app, ["query", "SELECT * FROM sqlite_scan('/tmp/x.db', 't')", "--db", db_path],
+                             env={"HOME": str(home)})
+    assert res.exit_code == 2, res.stderr
+    assert "never installs or loads extensions" in res.stderr and "INSTALL" not in res.stderr
+    assert not any(home.rglob("*"))  # no extension directory was created
 
 
 def test_query_cannot_read_files(db_path: str) -> None:

@@ -49,7 +49,12 @@ def run_read_only(db_path: str, sql: str, *, lock_timeout: float = store.DEFAULT
         except (duckdb.PermissionException, duckdb.InvalidInputException,
                 duckdb.CatalogException, duckdb.BinderException, duckdb.ParserException,
                 duckdb.ConversionException, duckdb.NotImplementedException) as exc:
-            raise UsageError(f"SQL error: {exc}") from None
+            text = str(exc)
+            if "Please try installing" in text:  # DuckDB's advice does not apply here
+                text = text[:text.index("Please try installing")].rstrip() + " fabric query never installs or loads extensions."
+            raise UsageError(f"SQL error: {text}",
+                             hint="query the documented views (docs/schema.md); files, network and extensions are off"
+                             ) from None
         except duckdb.Error as exc:
             raise DatabaseError(f"query failed: {exc}") from None
         return cols, rows

@@ -212,6 +212,13 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str) -> None:
 
 
 def harden_read_only(con: duckdb.DuckDBPyConnection) -> None:
-    """Forbid file and network access for the rest of this connection (used by ``fabric query``)."""
+    """Forbid file and network access for the rest of this connection (used by ``fabric query``).
+
+    Extensions are neither downloaded nor loaded on demand, so a function of an
+    extension (``sqlite_scan``, ``iceberg_scan``, ``read_xlsx``...) is an
+    unknown function: a usage error, not an I/O error.
+    """
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
