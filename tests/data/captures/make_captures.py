@@ -568,6 +568,51 @@ def run_langchain_openinference() -> None:
     finish("langchain-openinference", exporter, log)
 
 
+def run_vercel_ai() -> None:
+    """The Vercel AI SDK (node): ``make_capture_vercel_ai.cjs`` runs the agent with ``generateText`` and
+    the SDK's telemetry (``experimental_telemetry``) against this script's fake server; the policy
+    check is the SDK's tool-approval hook. Needs ``node`` and ``NODE_PATH`` naming a ``node_modules``
+    with the packages listed in README.md."""
+    import subprocess
+    node_modules = Path(os.environ.get("NODE_PATH", "node_modules")).resolve()
+    packages = ["ai", "@ai-sdk/openai", "@opentelemetry/sdk-trace-base", "@opentelemetry/api",
+                "@opentelemetry/context-async-hooks", "@opentelemetry/resources", "zod"]
+    libs = {}
+    for pkg in packages:
+        meta = node_modules / pkg / "package.json"
+        libs[pkg] = json.loads(meta.read_text())["version"] if meta.exists() else "not installed"
+    libs["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    for i, req in enumerate(REQUESTS, 1):
+        FakeOpenAI.plan[f"request {i}: please help with order A-{i}"] = [t for t, _ in req["tools"]]
+    server, url = start_server()
+    try:
+        out = subprocess.run(["node", str(HERE / "make_capture_vercel_ai.cjs"), url, json.dumps(REQUESTS)],
+                             capture_output=True, text=True, check=True, timeout=120,
+                             env={**os.environ, "NODE_PATH": str(node_modules)})
+    except subprocess.CalledProcessError as exc:
+        sys.stderr.write(exc.stderr)
+        raise
+    finally:
+        server.shutdown()
+    doc = json.loads(out.stdout)
+    log = Log("vercel-ai", libs)
+    for key in ("traces", "llm_calls", "tool_calls", "policy_checks"):
+        log.data[key] = doc["log"][key]
+    log.data["spans"] = doc["log"]["spans"]
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for s in doc["spans"]:
+        key = (json.dumps(s["resource"], sort_keys=True), s["scope"]["name"], s["scope"].get("version") or "")
+        groups.setdefault(key, []).append(s["span"])
+    with (HERE / "vercel-ai.otlp.jsonl").open("w", encoding="utf-8") as f:
+        for (res, scope, version), spans in groups.items():
+            spans.sort(key=lambda x: int(x["startTimeUnixNano"]))
+            f.write(json.dumps({"resourceSpans": [{"resource": {"attributes": _attrs(json.loads(res))}, "scopeSpans": [
+                {"scope": {"name": scope, **({"version": version} if version else {})}, "spans": spans}]}]},
+                separators=(",", ":")) + "\n")
+    log.write(HERE / "vercel-ai.truth.json")
+    print(f"vercel-ai: {len(doc['spans'])} spans, {len(log.data['traces'])} traces", file=sys.stderr)
+
+
 def finish(name: str, exporter: Any, log: Log) -> None:
     spans = list(exporter.get_finished_spans())
     write_otlp(spans, HERE / f"{name}.otlp.jsonl")
@@ -582,6 +627,7 @@ def main(argv: list[str]) -> int:
         "openinference": run_openinference,
         "openllmetry": run_openllmetry,
         "langchain-openinference": run_langchain_openinference,
+        "vercel-ai": run_vercel_ai,
     }
     if len(argv) != 2 or argv[1] not in runners:
         print(f"usage: make_captures.py {{{'|'.join(runners)}}}", file=sys.stderr)

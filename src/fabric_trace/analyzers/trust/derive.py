@@ -129,7 +129,7 @@ def _build_positions(con: duckdb.DuckDBPyConnection) -> pa.Table:
                s.kind IN ('SERVER', 'CONSUMER') AS is_server, {ENTRY_SQL} AS entry
         FROM span_store s JOIN _trust_tr t ON t.trace_id = s.trace_id
         JOIN _trust_res z ON z.resource_id = s.resource_id
-        ORDER BY t.trace_no, s.start_ns, k
+        ORDER BY t.trace_no, s.start_ns, s.end_ns, k
         """
     ).fetchnumpy()
     col = {name: np.asarray(values) for name, values in a.items()}

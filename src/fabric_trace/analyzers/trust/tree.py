@@ -2,7 +2,7 @@
 
 The trust rules ask "does span P come before span T in the same trace, as an
 ancestor of T or inside an earlier sibling subtree of T or of one of T's
-ancestors?". With children ordered by start time, that is exactly "P comes
+ancestors?". With children ordered by start time (then end time), that is exactly "P comes
 before T in depth-first pre-order", so every such question becomes a
 comparison of two integers once each span has its pre-order ``enter`` number
 and its ``exit`` number (the position after its whole subtree):
