@@ -80,7 +80,8 @@ def capture(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 def test_every_convention_is_captured() -> None:
-    assert {"openllmetry", "openinference", "otel-genai-old", "otel-genai-new", "vercel-ai"} <= set(CONVENTIONS)
+    assert {"openllmetry", "openinference", "otel-genai-old", "otel-genai-new", "vercel-ai", "llamaindex",
+            "langgraph", "langchain-openinference"} <= set(CONVENTIONS)
     readme = (CAPTURES / "README.md").read_text()
     for name in CONVENTIONS:
         assert f"`{name}`" in readme

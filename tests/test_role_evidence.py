@@ -96,6 +96,19 @@ def test_task_whose_output_is_a_decision_is_a_policy_check(db: Store) -> None:
          "ai.generateText.doGenerate", "llm", "domain"),
         ({"ai.operationId": "ai.toolCall", "ai.toolCall.name": "weather", "ai.toolCall.id": "c1"}, "ai.toolCall",
          "tool", "domain"),
+        # LlamaIndex's _prepare_chat_with_tools: labelled LLM and naming the model, but its output is the
+        # request it built (no tokens, no reply): a step before the model call, not the call
+        ({"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini", "llm.provider": "openai",
+          "output.value": json.dumps({"messages": ["system: be brief", "user: hi"], "tools": []})},
+         "OpenAI._prepare_chat_with_tools", "workflow", "domain"),
+        # ... while the call itself reports tokens (its output is the reply)
+        ({"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini", "llm.token_count.prompt": 34,
+          "output.value": "assistant: None"}, "OpenAI.chat", "llm", "domain"),
+        # a model named with no other evidence is still a model call (e.g. one that failed)
+        ({"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini"}, "OpenAI.chat", "llm", "domain"),
+        # a LangGraph agent node returns the state's messages but names no model: its label stands
+        ({"openinference.span.kind": "AGENT", "output.value": json.dumps({"messages": [{"type": "ai"}]})},
+         "agent", "agent", "framework"),
         # framework labels beat names
         ({"openinference.span.kind": "CHAIN"}, "policy_router", "workflow", "framework"),
         ({"langfuse.observation.type": "guardrail"}, "check", "policy", "framework"),
@@ -120,6 +133,18 @@ def test_identity_from_association_properties(db: Store) -> None:
     assert (row["role"], row["agent_name"], row["tool_name"]) == ("agent", "planner", None)
 
 
+def test_a_step_that_prepares_a_model_call_is_no_model_call(db: Store) -> None:
+    row = db.one({"openinference.span.kind": "LLM", "llm.model_name": "m",
+                  "output.value": json.dumps({"messages": []})}, name="OpenAI._prepare_chat_with_tools")
+    assert (row["role"], row["role_evidence"]) == ("workflow", "llm.model_name present and output.value has field messages")
+    assert (row["rival_role"], row["rival_source"], row["rival_evidence"]) == ("llm", "domain", "llm.model_name present")
+    # both conditions are needed: the output alone, or text mentioning messages, is no evidence
+    row = db.one({"openinference.span.kind": "LLM", "llm.model_name": "m", "output.value": 'the "messages" field'})
+    assert row["role"] == "llm"
+    row = db.one({"output.value": json.dumps({"messages": []})})
+    assert row["role"] == "internal"
+
+
 def test_agreeing_evidence_is_no_conflict(db: Store) -> None:
     row = db.one({"openinference.span.kind": "LLM", "llm.token_count.prompt": 5, "llm.model_name": "m"})
     assert (row["role"], row["rival_role"]) == ("llm", None)
@@ -134,6 +159,7 @@ DOMAIN = [
     ({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "t"}, "tool"),
     ({"gen_ai.usage.input_tokens": 7, "gen_ai.usage.output_tokens": 2}, "llm"),
     ({"llm.token_count.prompt": 3}, "llm"),
+    ({"llm.model_name": "m", "output.value": '{"messages": []}'}, "workflow"),
     ({"llm.request.type": "embedding"}, "embedding"),
     ({"gen_ai.tool.call.id": "call_1"}, "tool"),
     ({"db.system": "postgresql"}, "database"),

@@ -94,6 +94,17 @@ def test_policy_inside_an_earlier_sibling_subtree_guards_even_with_clock_skew(tm
     assert not kinds_at(rows, 5)
 
 
+def test_a_sibling_starting_at_the_same_instant_guards_when_it_ends_first(tmp_path: Path) -> None:
+    #   root      |--------------------|
+    #   P           |                      (the JS SDK records starts in whole ms: P and T share one)
+    #   T           |--------|
+    # both ways round, so that neither span id order decides it
+    rows = findings_of(tmp_path, root(), policy(9, 1, 5, 5.05), tool(3, 1, 5, 20))
+    assert not kinds_at(rows, 3)
+    rows = findings_of(tmp_path, root(), policy(3, 1, 5, 5.05), tool(9, 1, 5, 20))
+    assert not kinds_at(rows, 9)
+
+
 def test_later_sibling_and_child_policies_do_not_guard(tmp_path: Path) -> None:
     #   root      |--------------------------|
     #   T1          |-----|            T2 |-----------|

@@ -317,6 +317,7 @@ def _rule_cond(rule: RoleRule, a: Callable[[str], str], low: Callable[[str], str
         conds.append(_glob_sql("_n", rule.name_glob))
     if rule.kinds:
         conds.append("kind IN (" + ", ".join(_sql_str(k) for k in rule.kinds) + ")")
+    conds.extend(f"({_rule_cond(c, a, low)})" for c in rule.also)
     return " AND ".join(conds)
 
 
@@ -396,4 +397,5 @@ def role_stages(rules: tuple[RoleRule, ...], a: Callable[[str], str],
 
 
 def _equals_only(rule: RoleRule) -> bool:
-    return bool(rule.attr and rule.equals and not rule.glob and not rule.name_glob and not rule.kinds)
+    return bool(rule.attr and rule.equals and not rule.glob and not rule.name_glob and not rule.kinds
+                and not rule.also)

@@ -88,7 +88,8 @@ class RoleRule:
     * ``kind``: the span kind is one of these (``CLIENT``, ``PRODUCER``...).
 
     ``tier`` says how strong the evidence is (:data:`TIERS`); rules from a config file
-    are ``config``.
+    are ``config``. ``also``: further conditions (rules whose conditions must hold too; their
+    role and tier are not used), for evidence that takes two attributes.
     """
 
     role: str
@@ -99,6 +100,7 @@ class RoleRule:
     kinds: tuple[str, ...] = ()
     json_fields: tuple[str, ...] = ()
     tier: str = "config"
+    also: tuple[RoleRule, ...] = ()
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -126,6 +128,7 @@ class RoleRule:
             parts.append(f"name matches {self.name_glob}")
         if self.kinds:
             parts.append(f"kind in {', '.join(self.kinds)}")
+        parts.extend(c.evidence for c in self.also)
         return " and ".join(parts)
 
 
@@ -194,6 +197,12 @@ DEFAULT_RULES: tuple[RoleRule, ...] = (
     _eq("vector_store", "db.system", *VECTOR_DBS),
     *_has("vector_store", "db.vector.query.top_k"),
     *_has("database", "db.system.name", "db.system"),
+    # a step that names a model but whose recorded output is the request it prepared for the model
+    # (a JSON object with the messages to send), not a reply: it prepares the call, it is not the call
+    # (LlamaIndex's ``_prepare_chat_with_tools``, which OpenInference labels LLM). A model call that
+    # got a reply reports tokens (above); its output is the reply, never a ``messages`` list.
+    RoleRule(role="workflow", attr="llm.model_name", tier="domain",
+             also=(RoleRule(role="workflow", attr="output.value", json_fields=("messages",), tier="domain"),)),
     # a model provider or model named without an operation
     *_has("llm", "gen_ai.provider.name", "gen_ai.system", "llm.model_name"),
     # protocols

@@ -14,7 +14,8 @@ OpenAI-compatible server on 127.0.0.1 (no network), and writes
 Usage (each convention needs its libraries, see README.md; none of them is a dependency of fabric):
 
     python tests/data/captures/make_captures.py openllmetry
-    python tests/data/captures/make_captures.py otel-genai-old   # and otel-genai-new, openinference
+    python tests/data/captures/make_captures.py otel-genai-old   # and otel-genai-new, openinference,
+    # langchain-openinference, langgraph, llamaindex; vercel-ai runs make_capture_vercel_ai.cjs with node
 
 The scenario, per request: an LLM call offered tools answers with two parallel tool calls; each
 call is checked by policy (or not), the two run concurrently in threads, and a second LLM call
@@ -28,12 +29,15 @@ import json
 import os
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
+#: Where the captures are written (this folder; CAPTURE_OUT for a trial run elsewhere).
+OUT = Path(os.environ.get("CAPTURE_OUT", HERE))
 #: The tool span of the tool call running in this thread (tool calls run in parallel threads).
 LAST = threading.local()
 MODEL = "gpt-4o-mini"
@@ -568,6 +572,189 @@ def run_langchain_openinference() -> None:
     finish("langchain-openinference", exporter, log)
 
 
+def run_llamaindex() -> None:
+    """LlamaIndex (llama-index-core, llama-index-llms-openai) instrumented by
+    openinference-instrumentation-llama-index. The model calls are ``OpenAI.chat_with_tools``, the
+    tools ``FunctionTool``s called with ``tool.call``; the policy check is a function traced with
+    LlamaIndex's own instrumentation dispatcher (``@dispatcher.span``: a CHAIN span whose output is
+    the decision); ``using_session``/``using_user`` give the session and user."""
+    from llama_index.core.instrumentation import get_dispatcher
+    from llama_index.core.llms import ChatMessage
+    from llama_index.core.tools import FunctionTool
+    from llama_index.llms.openai import OpenAI as LlamaOpenAI
+    from openinference.instrumentation import using_session, using_user
+    from openinference.instrumentation.llama_index import LlamaIndexInstrumentor
+    from opentelemetry import trace
+
+    provider, exporter = sdk()
+    trace.set_tracer_provider(provider)
+    LlamaIndexInstrumentor().instrument(tracer_provider=provider)
+    log = Log("llamaindex", versions("openinference-instrumentation-llama-index", "llama-index-core",
+                                     "llama-index-llms-openai", "opentelemetry-sdk", "openai"))
+    server, url = start_server()
+    llm = LlamaOpenAI(model=MODEL, api_base=url, api_key="test", max_retries=0)
+    dispatcher = get_dispatcher("support_agent")
+
+    def make_tool(n: str) -> Any:
+        def fn(order_id: str) -> str:
+            log.named(trace_id_now(), "FunctionTool.call", "tool")
+            return json.dumps({"tool": n, "status": "ok"})
+        return FunctionTool.from_defaults(fn=fn, name=n, description=n.replace("_", " "))
+
+    tools = {n: make_tool(n) for n in ("lookup_order", "refund_order", "send_email", "delete_account",
+                                       "search_kb", "update_ticket")}
+
+    @dispatcher.span
+    def check_policy(tool: str, tool_call_id: str, decision: str) -> dict[str, str]:
+        log.named(trace_id_now(), policy_span, "policy")
+        return {"decision": decision, "tool": tool, "tool_call_id": tool_call_id}
+
+    policy_span = check_policy.__qualname__  # the dispatcher names its span after the function
+
+    def agent(req: dict[str, Any], i: int) -> None:
+        question = f"request {i}: please help with order A-{i}"
+        FakeOpenAI.plan[question] = [t for t, _ in req["tools"]]
+        behaviour = dict(req["tools"])
+        msgs = [ChatMessage(role="system", content="You are a support agent."),
+                ChatMessage(role="user", content=question)]
+        resp = llm.chat_with_tools(list(tools.values()), chat_history=msgs, allow_parallel_tool_calls=True)
+        usage = resp.raw.usage
+        log.add("llm_calls", {"trace_id": trace_id_now(), "input_tokens": usage.prompt_tokens,
+                              "output_tokens": usage.completion_tokens})
+        calls = llm.get_tool_calls_from_response(resp, error_on_no_tool_call=False)
+        msgs.append(resp.message)
+
+        def one(call: Any) -> ChatMessage:
+            name, b = call.tool_name, behaviour[call.tool_name]
+            tid = trace_id_now()
+            decision = None
+            if b != "none":
+                decision = "allow" if b == "allow" else "deny"
+                check_policy(name, call.tool_id, decision)
+                log.add("policy_checks", {"trace_id": tid, "tool": name, "call_id": call.tool_id,
+                                          "decision": decision})
+            ran = decision != "deny" or b == "deny-run"
+            content = "skipped: denied by policy"
+            if ran:
+                content = str(tools[name].call(**call.tool_kwargs))
+            log.add("tool_calls", {"trace_id": tid, "tool": name, "call_id": call.tool_id, "decision": decision,
+                                   "ran": ran, "span_id": None})
+            return ChatMessage(role="tool", content=content, additional_kwargs={"tool_call_id": call.tool_id})
+
+        with ThreadPoolExecutor(max_workers=len(calls) or 1) as pool:
+            futures = [pool.submit(contextvars.copy_context().run, one, c) for c in calls]
+            msgs.extend(f.result() for f in futures)
+        resp = llm.chat_with_tools(list(tools.values()), chat_history=msgs)
+        usage = resp.raw.usage
+        log.add("llm_calls", {"trace_id": trace_id_now(), "input_tokens": usage.prompt_tokens,
+                              "output_tokens": usage.completion_tokens})
+
+    tracer = trace.get_tracer("support-agent")
+    for i, req in enumerate(REQUESTS, 1):
+        with using_session(req["session"]), using_user(req["user"] or ""):
+            with tracer.start_as_current_span("support_request"):
+                log.add("traces", {"trace_id": trace_id_now(), "session_id": req["session"], "user_id": req["user"]})
+                agent(req, i)
+    server.shutdown()
+    finish("llamaindex", exporter, log)
+
+
+def run_langgraph() -> None:
+    """LangGraph (a ``StateGraph``: an ``agent`` node calling langchain-openai's ``ChatOpenAI`` with bound
+    tools, and one ``call_tool`` branch per tool call sent with ``Send``, which LangGraph runs in
+    parallel) instrumented by openinference-instrumentation-langchain. In each branch the policy check
+    is a ``RunnableLambda`` (a CHAIN span whose output is the decision) run before the tool (a
+    LangChain tool: a TOOL span). The instrumentation does not make its spans current, so the program
+    names its spans by trace and name (``named_spans``)."""
+    import operator
+    from typing import Annotated, TypedDict
+
+    from langchain_core.messages import AnyMessage, HumanMessage, SystemMessage, ToolMessage
+    from langchain_core.runnables import RunnableLambda
+    from langchain_core.tools import StructuredTool
+    from langchain_openai import ChatOpenAI
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import Send
+    from openinference.instrumentation import using_session, using_user
+    from openinference.instrumentation.langchain import LangChainInstrumentor
+    from opentelemetry import trace
+
+    provider, exporter = sdk()
+    trace.set_tracer_provider(provider)
+    LangChainInstrumentor().instrument(tracer_provider=provider)
+    log = Log("langgraph", versions("openinference-instrumentation-langchain", "langgraph", "langchain-core",
+                                    "langchain-openai", "opentelemetry-sdk", "openai"))
+    server, url = start_server()
+    llm = ChatOpenAI(model=MODEL, base_url=url, api_key="test", max_retries=0)
+    tool_fns = {}
+    for n in ("lookup_order", "refund_order", "send_email", "delete_account", "search_kb", "update_ticket"):
+        def fn(order_id: str, _n: str = n) -> str:
+            log.named(trace_id_now(), _n, "tool")
+            return json.dumps({"tool": _n, "status": "ok"})
+        tool_fns[n] = StructuredTool.from_function(func=fn, name=n, description=n.replace("_", " "))
+    model = llm.bind_tools(list(tool_fns.values()))
+
+    def policy(inp: dict[str, str]) -> dict[str, str]:
+        log.named(trace_id_now(), "check_policy", "policy")
+        return {"decision": inp["decision"], "tool": inp["tool"], "tool_call_id": inp["tool_call_id"]}
+
+    check = RunnableLambda(policy, name="check_policy")
+    behaviour: dict[str, str] = {}
+
+    # the functional form: this module's ``from __future__ import annotations`` would leave a class
+    # body's annotations as strings that LangGraph evaluates in the module's globals
+    State = TypedDict("State", {"messages": Annotated[list[AnyMessage], operator.add]})  # noqa: UP013
+
+    def agent_node(state: Any) -> dict[str, Any]:
+        ai = model.invoke(state["messages"])
+        u = ai.usage_metadata or {}
+        log.add("llm_calls", {"trace_id": trace_id_now(), "input_tokens": u.get("input_tokens"),
+                              "output_tokens": u.get("output_tokens")})
+        return {"messages": [ai]}
+
+    def route(state: Any) -> Any:
+        calls = getattr(state["messages"][-1], "tool_calls", None)
+        return [Send("call_tool", {"call": c}) for c in calls] if calls else END
+
+    def call_tool(arg: dict[str, Any]) -> dict[str, Any]:
+        call = arg["call"]
+        name, b = call["name"], behaviour[call["name"]]
+        tid = trace_id_now()
+        decision = None
+        if b != "none":
+            decision = "allow" if b == "allow" else "deny"
+            check.invoke({"decision": decision, "tool": name, "tool_call_id": call["id"]})
+            log.add("policy_checks", {"trace_id": tid, "tool": name, "call_id": call["id"], "decision": decision})
+        ran = decision != "deny" or b == "deny-run"
+        content = "skipped: denied by policy"
+        if ran:
+            time.sleep(0.02)  # long enough for the parallel branches to overlap
+            content = tool_fns[name].invoke(call["args"])
+        log.add("tool_calls", {"trace_id": tid, "tool": name, "call_id": call["id"], "decision": decision,
+                               "ran": ran, "span_id": None})
+        return {"messages": [ToolMessage(content=content, tool_call_id=call["id"])]}
+
+    graph = StateGraph(State)
+    graph.add_node("agent", agent_node)
+    graph.add_node("call_tool", call_tool)
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", route, ["call_tool", END])
+    graph.add_edge("call_tool", "agent")
+    app = graph.compile()
+    tracer = trace.get_tracer("support-agent")
+    for i, req in enumerate(REQUESTS, 1):
+        question = f"request {i}: please help with order A-{i}"
+        FakeOpenAI.plan[question] = [t for t, _ in req["tools"]]
+        behaviour.clear()
+        behaviour.update(dict(req["tools"]))
+        with using_session(req["session"]), using_user(req["user"] or ""):
+            with tracer.start_as_current_span("request"):
+                log.add("traces", {"trace_id": trace_id_now(), "session_id": req["session"], "user_id": req["user"]})
+                app.invoke({"messages": [SystemMessage("You are a support agent."), HumanMessage(question)]})
+    server.shutdown()
+    finish("langgraph", exporter, log)
+
+
 def run_vercel_ai() -> None:
     """The Vercel AI SDK (node): ``make_capture_vercel_ai.cjs`` runs the agent with ``generateText`` and
     the SDK's telemetry (``experimental_telemetry``) against this script's fake server; the policy
@@ -603,20 +790,20 @@ def run_vercel_ai() -> None:
     for s in doc["spans"]:
         key = (json.dumps(s["resource"], sort_keys=True), s["scope"]["name"], s["scope"].get("version") or "")
         groups.setdefault(key, []).append(s["span"])
-    with (HERE / "vercel-ai.otlp.jsonl").open("w", encoding="utf-8") as f:
+    with (OUT / "vercel-ai.otlp.jsonl").open("w", encoding="utf-8") as f:
         for (res, scope, version), spans in groups.items():
             spans.sort(key=lambda x: int(x["startTimeUnixNano"]))
             f.write(json.dumps({"resourceSpans": [{"resource": {"attributes": _attrs(json.loads(res))}, "scopeSpans": [
                 {"scope": {"name": scope, **({"version": version} if version else {})}, "spans": spans}]}]},
                 separators=(",", ":")) + "\n")
-    log.write(HERE / "vercel-ai.truth.json")
+    log.write(OUT / "vercel-ai.truth.json")
     print(f"vercel-ai: {len(doc['spans'])} spans, {len(log.data['traces'])} traces", file=sys.stderr)
 
 
 def finish(name: str, exporter: Any, log: Log) -> None:
     spans = list(exporter.get_finished_spans())
-    write_otlp(spans, HERE / f"{name}.otlp.jsonl")
-    log.write(HERE / f"{name}.truth.json")
+    write_otlp(spans, OUT / f"{name}.otlp.jsonl")
+    log.write(OUT / f"{name}.truth.json")
     print(f"{name}: {len(spans)} spans, {len(log.data['traces'])} traces", file=sys.stderr)
 
 
@@ -628,6 +815,8 @@ def main(argv: list[str]) -> int:
         "openllmetry": run_openllmetry,
         "langchain-openinference": run_langchain_openinference,
         "vercel-ai": run_vercel_ai,
+        "llamaindex": run_llamaindex,
+        "langgraph": run_langgraph,
     }
     if len(argv) != 2 or argv[1] not in runners:
         print(f"usage: make_captures.py {{{'|'.join(runners)}}}", file=sys.stderr)
