@@ -239,7 +239,7 @@ def compile_projection(rules: tuple[RoleRule, ...] = DEFAULT_RULES) -> Projectio
     )
     url_scheme = "nullif(lower(regexp_extract(_url, '^([A-Za-z][A-Za-z0-9+.-]*)://', 1)), '')"
 
-    role_first, role_second, role_third = role_stages(rules, a, low)
+    role_first, *role_late = role_stages(rules, a, low)
     columns: dict[str, str] = {
         "service_name": f"coalesce({rfirst(RESOURCE_KEYS['service_name'])}, 'unknown_service')",
         "service_namespace": rfirst(RESOURCE_KEYS["service_namespace"]),
@@ -276,7 +276,7 @@ def compile_projection(rules: tuple[RoleRule, ...] = DEFAULT_RULES) -> Projectio
         lowered=tuple(sorted(lowered)),
         intermediates=intermediates,
         columns=columns,
-        late=(role_second, role_third),
+        late=tuple(role_late),
         stored=STORED_COLUMNS,
     )
 
@@ -322,11 +322,15 @@ def _rule_cond(rule: RoleRule, a: Callable[[str], str], low: Callable[[str], str
 
 
 def _rule_index(rules: tuple[RoleRule, ...], a: Callable[[str], str], low: Callable[[str], str],
-                other_than: str | None = None) -> str:
+                other_than: str | None = None, after: str | None = None) -> str:
     """SQL: the 1-based index of the first rule that matches (0 if none).
 
     With ``other_than`` (a SQL expression giving a role), only rules giving another
-    role count: the strongest evidence against that role.
+    role count: the strongest evidence against that role. ``after`` (a SQL expression
+    giving a rule index, 0 for none) says that no rule up to it but that one matches
+    (it is the first match): then a span no rule matched (``after`` = 0) has no rival
+    and only later rules are tested, each after the cheap ``index > after`` (the same
+    result, with most conditions skipped).
 
     A run of consecutive rules that each compare the same attribute with values
     (``attr`` + ``equals`` only) becomes one WHEN (value in any of them) with an inner
@@ -356,24 +360,31 @@ def _rule_index(rules: tuple[RoleRule, ...], a: Callable[[str], str], low: Calla
             cond = f"{ref} IN ({vals})"
             if other_than is not None:
                 cond += f" AND (CASE {ref} {inner_role} END) <> {other_than}"
+            if after is not None:
+                cond = f"{after} < {i + len(run)} AND {cond}"
             whens.append(f"WHEN {cond} THEN (CASE {ref} {inner} END)")
         else:
             cond = _rule_cond(rule, a, low)
             if other_than is not None:
                 cond = f"({cond}) AND {_sql_str(rule.role)} <> {other_than}"
+            if after is not None:
+                cond = f"{after} < {i + 1} AND {cond}"
             whens.append(f"WHEN {cond} THEN {i + 1}")
         i += len(run)
+    if after is not None:
+        whens.insert(0, f"WHEN {after} = 0 THEN 0")
     return "CASE " + " ".join(whens) + " ELSE 0 END"
 
 
 def role_stages(rules: tuple[RoleRule, ...], a: Callable[[str], str],
-                low: Callable[[str], str]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
-    """The role columns in three projection layers (each layer reads the one before).
+                low: Callable[[str], str]) -> tuple[dict[str, str], ...]:
+    """The role columns in four projection layers (each layer reads the one before).
 
     ``_ri`` is the rule that gave the role and ``_rv`` the strongest rule giving another
     role (0: none); the other columns are read from the rule tables by index. Separate
     layers keep each rule CASE evaluated once per span (an alias used in the same
-    SELECT would be expanded into every use).
+    SELECT would be expanded into every use), and let the rival's conditions compare
+    with the ``role`` column rather than index the rule table again in every branch.
     """
     def pick(values: list[str]) -> str:
         return "[" + ", ".join(_sql_str(v) for v in values) + "]"
@@ -386,14 +397,14 @@ def role_stages(rules: tuple[RoleRule, ...], a: Callable[[str], str],
         "role": f"coalesce({roles}[_ri], 'internal')",
         "role_source": f"coalesce({tiers}[_ri], 'none')",
         "role_evidence": f"{evidence}[_ri]",
-        "_rv": _rule_index(rules, a, low, other_than=f"coalesce({roles}[_ri], 'internal')"),
     }
-    third = {
+    third = {"_rv": _rule_index(rules, a, low, other_than="role", after="_ri")}
+    fourth = {
         "role_rival": f"{roles}[_rv]",
         "role_rival_source": f"{tiers}[_rv]",
         "role_rival_evidence": f"{evidence}[_rv]",
     }
-    return first, second, third
+    return first, second, third, fourth
 
 
 def _equals_only(rule: RoleRule) -> bool:
