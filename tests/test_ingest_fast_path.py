@@ -198,3 +198,29 @@ def test_stdin_read_error_is_an_input_error_not_a_crash() -> None:
 
     with pytest.raises(InputNotFound, match="cannot read standard input"):
         sources.StdinSpool(Broken())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_spans_staged_in_chunks_store_what_one_chunk_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            fast: bool) -> None:
+    """The decoding thread converts every STAGE_SPANS spans to Arrow; the writer gets the chunks
+    of a batch together: the same rows, quarantine (rejections made in earlier chunks
+    included) and counts as a batch converted at once."""
+    path = _file(tmp_path)
+    data = path.read_bytes().split(b"\n")
+    data.insert(12, b'{"resourceSpans": [ not json')
+    path.write_bytes(b"\n".join(data))
+    states = []
+    for stage in (7, 1_000_000):
+        monkeypatch.setattr(pipeline, "STAGE_SPANS", stage)
+        db = str(tmp_path / f"stage{stage}.duckdb")
+        con = store.connect(db)
+        try:
+            pipeline.ingest(con, db, [str(path)], pipeline.IngestOptions(batch_spans=60, fast=fast))
+        finally:
+            con.close()
+        states.append(_state(db))
+    assert states[0] == states[1]
+    spans, quarantine, manifest = states[0]
+    assert len(spans) == 196 and manifest[0][:5] == (198, 196, 1, 1, 2)
+    assert [q[0] for q in quarantine] == ["line 13", "line 31, resourceSpans[0].scopeSpans[0].spans[1]"]

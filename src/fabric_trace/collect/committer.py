@@ -50,7 +50,7 @@ from fabric_trace.errors import DatabaseError
 from fabric_trace.ingest.batch import SpanBatch
 from fabric_trace.ingest.normalize import Projection
 from fabric_trace.ingest.pipeline import _write_quarantine as write_quarantine
-from fabric_trace.ingest.writer import KeyCollision, Prepared, StoreWriter
+from fabric_trace.ingest.writer import KeyCollision, StoreWriter, merge_prepared
 
 _REQUEST_RE = re.compile(r"request (\d+)\b")
 
@@ -293,7 +293,7 @@ class Committer:
             after_commit = False
             con.execute("BEGIN TRANSACTION")
             try:
-                out = self.writer.apply(_merge([self.writer.prepare(i.batch) for i in group]), file_id)
+                out = self.writer.apply(merge_prepared([self.writer.prepare(i.batch) for i in group]), file_id)
                 conflicts: dict[int, int] = Counter()
                 rows = [(r.where, r.action, r.reason, r.trace_id, r.span_id, r.raw)
                         for i in group for r in i.batch.rejections]
@@ -381,20 +381,6 @@ _COPY = ("import os, shutil, sys\n"
          "os.fsync(fd)\n"
          "os.close(fd)\n")
 _COPY_TIMEOUT = 600.0
-
-
-def _merge(preps: list[Prepared]) -> Prepared:
-    """One prepared batch from several (the requests of one transaction)."""
-    if len(preps) == 1:
-        return preps[0]
-    res = [p.resources for p in preps if p.resources is not None]
-    scopes = [p.scopes for p in preps if p.scopes is not None]
-    return Prepared(
-        spans=pa.concat_tables([p.spans for p in preps]),
-        resources=pa.concat_tables(res) if res else None,
-        scopes=pa.concat_tables(scopes) if scopes else None,
-        decoded=sum(p.decoded for p in preps),
-    )
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

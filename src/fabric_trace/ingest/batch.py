@@ -372,6 +372,13 @@ class SpanBatch:
         Resources and scopes are cleared too: the writer stores them with
         ``ON CONFLICT DO NOTHING``, and decoders intern them again when they meet them.
         """
+        self.clear_spans()
+        self.rejections.clear()
+        self.spans_rejected = 0
+
+    def clear_spans(self) -> None:
+        """Empty the spans, groups, resources and scopes after they were converted for the
+        writer, keeping the rejections and repairs (they are written with the whole batch)."""
         for col in SPAN_COLUMNS:
             getattr(self, col).clear()
         for values in self.extras.values():
@@ -382,8 +389,6 @@ class SpanBatch:
         self.group_scope.clear()
         self.resources.clear()
         self.scopes.clear()
-        self.rejections.clear()
-        self.spans_rejected = 0
 
     @property
     def spans(self) -> list[tuple[Any, ...]]:

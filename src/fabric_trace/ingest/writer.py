@@ -158,6 +158,20 @@ class Prepared:
     decoded: int
 
 
+def merge_prepared(preps: list[Prepared]) -> Prepared:
+    """One prepared batch from several, in order (Arrow tables concatenated, not copied)."""
+    if len(preps) == 1:
+        return preps[0]
+    res = [p.resources for p in preps if p.resources is not None]
+    scopes = [p.scopes for p in preps if p.scopes is not None]
+    return Prepared(
+        spans=pa.concat_tables([p.spans for p in preps]),
+        resources=pa.concat_tables(res) if res else None,
+        scopes=pa.concat_tables(scopes) if scopes else None,
+        decoded=sum(p.decoded for p in preps),
+    )
+
+
 class StoreWriter:
     """Writes batches into an open connection, inside the caller's transaction.
 
