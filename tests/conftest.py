@@ -24,3 +24,21 @@ def samples() -> Path:
 @pytest.fixture()
 def db_path(tmp_path: Path) -> str:
     return str(tmp_path / "t.duckdb")
+
+
+@pytest.fixture(scope="session")
+def spark():  # type: ignore[no-untyped-def]
+    """One local SparkSession for the whole test session (the JVM starts slowly); skips with the
+    reason when the spark extra or Java 17+ is missing."""
+    pytest.importorskip("pyspark", reason='the spark extra is not installed (pip install ".[spark]")')
+    pytest.importorskip("pandas", reason='the spark extra is not installed (pip install ".[spark]")')
+    from fabric_trace.lake.spark.session import JAVA_MIN, java_version, spark_session
+
+    version = java_version()
+    if version is None or version < JAVA_MIN:
+        pytest.skip(f"Spark tests need Java {JAVA_MIN}+ (found: {version or 'no java'})")
+    session = spark_session("local[2]", {"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false",
+                                         "spark.driver.memory": "1g"})
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

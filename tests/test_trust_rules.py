@@ -376,3 +376,16 @@ def test_empty_store(tmp_path: Path) -> None:
     refresh(con, Config(), force=True)
     assert con.execute("SELECT count(*) FROM trust_crossings").fetchone()[0] == 0
     assert con.execute("SELECT count(*) FROM findings WHERE analyzer = 'trust'").fetchone()[0] == 0
+
+
+def test_ident_down_is_not_fooled_by_a_key_before_the_span() -> None:
+    """A span after the last identity-carrying span of its (trace, service) has no identity below it,
+    whatever other traces share the partition (the Spark engine's batches hold other traces)."""
+    import numpy as np
+
+    from fabric_trace.analyzers.trust.derive import _ident_down
+
+    # one trace, one service: span 0 (enter 0, exit 1) carries identity; span 1 (enter 2, exit 3) does not
+    got = _ident_down(np.array([0, 0]), np.array([1, 1]), np.array([True, False]), np.array([0, 2]),
+                      np.array([1, 3]))
+    assert got.tolist() == [True, False]

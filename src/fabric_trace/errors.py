@@ -18,7 +18,8 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad command line, bad --where filter, bad SQL
     DATA = 65  # input data unusable (nothing could be loaded, or --strict with quarantined records)
     NO_INPUT = 66  # input path missing or unreadable
-    UNAVAILABLE = 69  # fabric collect cannot listen on the address (in use, not permitted)
+    UNAVAILABLE = 69  # fabric collect cannot listen on the address (in use, not permitted); Spark/Java missing
+    ENGINE = 71  # the analysis engine (Spark) failed while running; no derived table written
     CANNOT_WRITE = 73  # cannot write an output file
     DB_ERROR = 74  # database corrupt, I/O error, disk full
     DB_BUSY = 75  # database locked by another writer beyond the lock timeout
@@ -117,3 +118,22 @@ class GateFailed(FabricError):
     """A gate check failed. Raised only to carry exit code 1 through the CLI."""
 
     exit_code = ExitCode.CHECK_FAILED
+
+
+class LakeError(InputError):
+    """A Parquet lake that cannot be analysed as it is: missing or extra columns, wrong types,
+    a trace split across partitions, derived tables missing or stale (the message names the
+    file and column)."""
+
+
+class EngineUnavailable(FabricError):
+    """The requested analysis engine cannot start (``--engine spark`` without pyspark or Java 17+)."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class EngineFailed(FabricError):
+    """The analysis engine (Spark) failed while running (e.g. out of memory in one group);
+    no derived table was written."""
+
+    exit_code = ExitCode.ENGINE

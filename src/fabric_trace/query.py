@@ -32,34 +32,40 @@ def run_read_only(db_path: str, sql: str, *, lock_timeout: float = store.DEFAULT
     try:
         interrupts.pause_point("read")
         store.harden_read_only(con)
-        try:
-            statements = con.extract_statements(sql)
-        except duckdb.Error as exc:
-            raise UsageError(f"SQL error: {exc}") from None
-        if len(statements) != 1:
-            raise UsageError(f"fabric query takes exactly one SQL statement, got {len(statements)}")
-        kind = _statement_type(statements[0])
-        if kind not in _ALLOWED:
-            raise UsageError(f"fabric query is read-only: {kind} statements are not allowed",
-                             hint="use SELECT (or EXPLAIN) over the documented views (docs/schema.md)")
-        try:
-            cur = con.execute(sql)
-            cols = [d[0] for d in (cur.description or [])]
-            rows = cur.fetchmany(max_rows) if max_rows else cur.fetchall()
-        except (duckdb.PermissionException, duckdb.InvalidInputException,
-                duckdb.CatalogException, duckdb.BinderException, duckdb.ParserException,
-                duckdb.ConversionException, duckdb.NotImplementedException) as exc:
-            text = str(exc)
-            if "Please try installing" in text:  # DuckDB's advice does not apply here
-                text = text[:text.index("Please try installing")].rstrip() + " fabric query never installs or loads extensions."
-            raise UsageError(f"SQL error: {text}",
-                             hint="query the documented views (docs/schema.md); files, network and extensions are off"
-                             ) from None
-        except duckdb.Error as exc:
-            raise DatabaseError(f"query failed: {exc}") from None
-        return cols, rows
+        return execute_read_only(con, sql, max_rows=max_rows)
     finally:
         con.close()
+
+
+def execute_read_only(con: duckdb.DuckDBPyConnection, sql: str, *,
+                      max_rows: int | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Check that ``sql`` is one SELECT-like statement and run it on a hardened connection."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise UsageError(f"SQL error: {exc}") from None
+    if len(statements) != 1:
+        raise UsageError(f"fabric query takes exactly one SQL statement, got {len(statements)}")
+    kind = _statement_type(statements[0])
+    if kind not in _ALLOWED:
+        raise UsageError(f"fabric query is read-only: {kind} statements are not allowed",
+                         hint="use SELECT (or EXPLAIN) over the documented views (docs/schema.md)")
+    try:
+        cur = con.execute(sql)
+        cols = [d[0] for d in (cur.description or [])]
+        rows = cur.fetchmany(max_rows) if max_rows else cur.fetchall()
+    except (duckdb.PermissionException, duckdb.InvalidInputException,
+            duckdb.CatalogException, duckdb.BinderException, duckdb.ParserException,
+            duckdb.ConversionException, duckdb.NotImplementedException) as exc:
+        text = str(exc)
+        if "Please try installing" in text:  # DuckDB's advice does not apply here
+            text = text[:text.index("Please try installing")].rstrip() + " fabric query never installs or loads extensions."
+        raise UsageError(f"SQL error: {text}",
+                         hint="query the documented views (docs/schema.md); files, network and extensions are off"
+                         ) from None
+    except duckdb.Error as exc:
+        raise DatabaseError(f"query failed: {exc}") from None
+    return cols, rows
 
 
 def ensure_fresh(db_path: str, lock_timeout: float) -> None:

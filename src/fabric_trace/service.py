@@ -107,6 +107,69 @@ def parse_skew(value: str | None) -> int | None:
     return int(amount * _UNITS_NS[unit])
 
 
+def analysis_config(config_path: str | None, adjust_skew: str | None = None) -> Any:
+    """The config the analyzers run with: the file's, with ``--adjust-skew`` applied."""
+    from dataclasses import replace
+
+    config = load_config(config_path)
+    skew = parse_skew(adjust_skew)
+    if skew is not None:
+        data = dict(config.data)
+        data["latency"] = {**data.get("latency", {}), "adjust_skew_max_ns": skew}
+        config = replace(config, data=data)
+    return config
+
+
+class _LakeAnalyzed:
+    """Context manager: a DuckDB connection over a lake whose derived tables are fresh."""
+
+    def __init__(self, root: str, config_path: str | None, adjust_skew: str | None) -> None:
+        self.root, self.config_path, self.adjust_skew = root, config_path, adjust_skew
+        self.con: Any = None
+
+    def __enter__(self) -> Any:
+        from fabric_trace.lake.read import connect_lake
+
+        self.con = connect_lake(self.root, analysis_config(self.config_path, self.adjust_skew))
+        return self.con
+
+    def __exit__(self, *exc: object) -> None:
+        if self.con is not None:
+            self.con.close()
+
+
+def open_lake_analyzed(root: str, config_path: str | None = None, *, adjust_skew: str | None = None) -> _LakeAnalyzed:
+    """Open the lake at ``root`` for reading (DuckDB over its Parquet); its derived tables must be fresh
+    (``fabric analyze --engine spark --lake DIR``)."""
+    return _LakeAnalyzed(root, config_path, adjust_skew)
+
+
+def run_lake_query(root: str, sql: str, config_path: str | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one read-only SQL statement over the lake at ``root`` (no file access outside it)."""
+    from fabric_trace.lake.read import harden
+    from fabric_trace.query import execute_read_only
+
+    with open_lake_analyzed(root, config_path) as con:
+        harden(con, root)
+        return execute_read_only(con, sql)
+
+
+def export_lake(db_path: str, out: str, *, buckets: int | None = None,
+                lock_timeout: float = store.DEFAULT_LOCK_TIMEOUT) -> Any:
+    """Export the store into a Parquet lake (incrementally); see :mod:`fabric_trace.lake.export`."""
+    from fabric_trace.lake.export import export_lake as run
+
+    return run(db_path, out, buckets=buckets, lock_timeout=lock_timeout)
+
+
+def analyze_lake_spark(root: str, config_path: str | None, *, master: str | None = None,
+                       conf: dict[str, str] | None = None, adjust_skew: str | None = None) -> Any:
+    """Run every registered analyzer on Spark over the lake; see :mod:`fabric_trace.lake.spark.engine`."""
+    from fabric_trace.lake.spark.engine import analyze_lake
+
+    return analyze_lake(root, analysis_config(config_path, adjust_skew), master=master, conf=conf)
+
+
 class _Analyzed:
     """Context manager: an open store whose derived tables are fresh."""
 
@@ -115,14 +178,7 @@ class _Analyzed:
         self.con: Any = None
 
     def __enter__(self) -> Any:
-        from dataclasses import replace
-
-        config = load_config(self.config_path)
-        skew = parse_skew(self.adjust_skew)
-        if skew is not None:
-            data = dict(config.data)
-            data["latency"] = {**data.get("latency", {}), "adjust_skew_max_ns": skew}
-            config = replace(config, data=data)
+        config = analysis_config(self.config_path, self.adjust_skew)
         self.con = store.connect(self.path, lock_timeout=self.lock_timeout, create=False)
         try:
             interrupts.pause_point("read")

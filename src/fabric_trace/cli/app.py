@@ -11,7 +11,7 @@ from typing import Any, Callable
 import typer
 
 from fabric_trace import __version__
-from fabric_trace.cli import cmd_collect, cmd_demo, cmd_export, cmd_gate, cmd_html, cmd_ingest, cmd_query, cmd_trace
+from fabric_trace.cli import cmd_collect, cmd_demo, cmd_export, cmd_gate, cmd_html, cmd_ingest, cmd_lake, cmd_query, cmd_trace
 from fabric_trace.cli.cmd_report import report_command
 from fabric_trace.cli.color import ColorMode, set_color_mode
 from fabric_trace.cli.command import FabricCommand, FabricGroup
@@ -44,6 +44,10 @@ def build_app() -> typer.Typer:
     report_app = typer.Typer(cls=FabricGroup, help="Analyse the traces in the database.", no_args_is_help=True,
                              context_settings=_CONTEXT)
     app.add_typer(report_app, name="report")
+    lake_app = typer.Typer(cls=FabricGroup, help="A Parquet lake of the traces (for Spark and DuckDB).",
+                           no_args_is_help=True, context_settings=_CONTEXT)
+    app.add_typer(lake_app, name="lake")
+    _register(lake_app, "export", cmd_lake.export_command)
 
     _register(trace_app, "ingest", cmd_ingest.ingest_command)
     _register(trace_app, "ls", cmd_trace.ls_command)

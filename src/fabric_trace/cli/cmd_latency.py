@@ -9,15 +9,15 @@ import typer
 from fabric_trace.analyzers.latency.report import BY_COLUMNS, LatencyOptions, build_latency_report
 from fabric_trace.cli.errors import guarded, stderr_console
 from fabric_trace.cli.options import (
-    ConfigOption, DbOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
-    WorkflowOption, db_path, report_filter, write_report,
+    ConfigOption, DbOption, LakeOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
+    WorkflowOption, open_source, report_filter, write_report,
 )
 from fabric_trace.render.formats import OutputFormat
-from fabric_trace.service import open_analyzed
 
 
 def latency_command(
     db: Optional[str] = DbOption,
+    lake: Optional[str] = LakeOption,
     fmt: OutputFormat = FormatOption,
     by: str = typer.Option("role", "--by", metavar="COLUMN", help=f"Break critical-path and self time down by: {', '.join(BY_COLUMNS)}."),
     workflow: Optional[list[str]] = WorkflowOption,
@@ -34,6 +34,6 @@ def latency_command(
     err = stderr_console()
     with guarded(err):
         flt = report_filter(workflow, since, until, where)
-        with open_analyzed(db_path(db), config, lock_timeout=lock_timeout, adjust_skew=adjust_skew) as con:
+        with open_source(db, lake, config, lock_timeout, adjust_skew) as con:
             report = build_latency_report(con, LatencyOptions(by=by, top=top, filter=flt))
         write_report(report, fmt)

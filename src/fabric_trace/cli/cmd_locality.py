@@ -9,15 +9,15 @@ import typer
 from fabric_trace.analyzers.locality.report import LocalityOptions, build_locality_report
 from fabric_trace.cli.errors import guarded, stderr_console
 from fabric_trace.cli.options import (
-    ConfigOption, DbOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
-    WorkflowOption, db_path, report_filter, write_report,
+    ConfigOption, DbOption, LakeOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
+    WorkflowOption, open_source, report_filter, write_report,
 )
 from fabric_trace.render.formats import OutputFormat
-from fabric_trace.service import open_analyzed
 
 
 def locality_command(
     db: Optional[str] = DbOption,
+    lake: Optional[str] = LakeOption,
     fmt: OutputFormat = FormatOption,
     workflow: Optional[list[str]] = WorkflowOption,
     since: Optional[str] = SinceOption,
@@ -32,6 +32,6 @@ def locality_command(
     err = stderr_console()
     with guarded(err):
         flt = report_filter(workflow, since, until, where)
-        with open_analyzed(db_path(db), config, lock_timeout=lock_timeout) as con:
+        with open_source(db, lake, config, lock_timeout) as con:
             report = build_locality_report(con, LocalityOptions(filter=flt, top=top))
         write_report(report, fmt)

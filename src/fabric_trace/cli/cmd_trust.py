@@ -11,13 +11,12 @@ import typer
 from fabric_trace.analyzers.trust.report import TrustOptions, build_trust_report, trust_map
 from fabric_trace.cli.errors import guarded, stderr_console
 from fabric_trace.cli.options import (
-    ConfigOption, DbOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
-    WorkflowOption, db_path, report_filter, write_report, write_stdout,
+    ConfigOption, DbOption, LakeOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
+    WorkflowOption, open_source, report_filter, write_report, write_stdout,
 )
 from fabric_trace.errors import OutputError
 from fabric_trace.render.formats import OutputFormat, render
 from fabric_trace.render.trustmap import MapFormat, render_map
-from fabric_trace.service import open_analyzed
 
 
 def write_file_atomically(path: str, text: str) -> None:
@@ -41,6 +40,7 @@ def write_file_atomically(path: str, text: str) -> None:
 
 def trust_command(
     db: Optional[str] = DbOption,
+    lake: Optional[str] = LakeOption,
     fmt: OutputFormat = FormatOption,
     map_fmt: Optional[MapFormat] = typer.Option(
         None, "--map", case_sensitive=False, metavar="mermaid|dot|json",
@@ -60,7 +60,7 @@ def trust_command(
     err = stderr_console()
     with guarded(err):
         flt = report_filter(workflow, since, until, where)
-        with open_analyzed(db_path(db), config, lock_timeout=lock_timeout) as con:
+        with open_source(db, lake, config, lock_timeout) as con:
             if map_fmt is not None:
                 text = render_map(trust_map(con, flt), map_fmt)
                 report = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import sys
+from typing import Any
 
 import typer
 
@@ -19,6 +20,10 @@ FormatOption = typer.Option(
     OutputFormat.table, "--format", "-f", case_sensitive=False, metavar="FORMAT",
     help="Output format: table, json, csv, markdown."
 )
+LakeOption = typer.Option(
+    None, "--lake", metavar="DIR",
+    help="Read a Parquet lake analysed by 'fabric analyze --engine spark' instead of --db (docs/lake.md).",
+)
 ConfigOption = typer.Option(
     None, "--config", envvar="FABRIC_CONFIG", metavar="FILE",
     help="Config file (default: ./fabric.toml, or [tool.fabric] in ./pyproject.toml).",
@@ -31,6 +36,17 @@ LockTimeoutOption = typer.Option(
 
 #: The database the running command uses (set by :func:`db_path`), for paste-able hints.
 _db_in_use: list[str] = []
+
+
+def open_source(db: str | None, lake: str | None, config: str | None, lock_timeout: float,
+                adjust_skew: str | None = None) -> Any:
+    """The analysed data a report reads: the lake at ``lake`` (its derived tables must be fresh), or the
+    database (derived tables refreshed first)."""
+    from fabric_trace.service import open_analyzed, open_lake_analyzed
+
+    if lake is not None:
+        return open_lake_analyzed(lake, config, adjust_skew=adjust_skew)
+    return open_analyzed(db_path(db), config, lock_timeout=lock_timeout, adjust_skew=adjust_skew)
 
 
 def db_path(value: str | None) -> str:

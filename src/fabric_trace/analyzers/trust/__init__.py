@@ -80,4 +80,5 @@ ANALYZER = Analyzer(
     },
     stats=(ZONES, SERVICE_ZONES),
     sql_from=__name__,
+    version="2",  # 2: identity_to no longer depends on which traces share a partition
 )

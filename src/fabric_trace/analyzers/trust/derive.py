@@ -94,9 +94,11 @@ def _ident_down(trace_no: np.ndarray, svc: np.ndarray, ident: np.ndarray, enter:
     span = np.int64(2 * len(trace_no) + 1)  # tour positions are < 2n
     group = trace_no * (int(svc.max()) + 1) + svc
     keys = np.sort(group[rows] * span + enter[rows])
-    pos = np.minimum(np.searchsorted(keys, group * span + enter), len(keys) - 1)
+    query = group * span + enter
+    pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
     hit = keys[pos]
-    return (hit // span == group) & (hit % span <= exit_)
+    # past the last key, ``pos`` is clamped to a smaller key: not a hit
+    return (hit >= query) & (hit // span == group) & (hit % span <= exit_)
 
 
 def _scan_positions(con: duckdb.DuckDBPyConnection, srow: np.ndarray) -> np.ndarray:

@@ -1,0 +1,131 @@
+"""What runs on the Spark executors: every analyzer's ``derive`` over one group of spans.
+
+A group is a trace (a session component when an analyzer is session-scoped);
+a Spark partition holds whole groups, sorted by group, and :func:`batched` cuts
+it into batches of whole groups. :class:`GroupKernel` turns a batch's Arrow rows into the
+:class:`~fabric_trace.analyzers.contract.Partition` the DuckDB engine builds,
+runs the registered analyzers' kernels in registry order (later ones get the
+earlier ones' rows as ``inputs``, as in the DuckDB engine) and returns one
+"wide" Arrow table: a ``_table`` column naming the derived table of the row,
+and ``<table>__<column>`` columns for every output table (NULL in the others).
+The driver splits it into one Parquet table each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fabric_trace.analyzers.contract import Analyzer, Partition
+from fabric_trace.lake.layout import STORE_ONLY, store_schema
+
+#: Name of the column that says which derived table a wide row belongs to.
+TABLE_COLUMN = "_table"
+
+
+def wide_name(table: str, column: str) -> str:
+    return f"{table}__{column}"
+
+
+def wide_schema(outputs: dict[str, pa.Schema]) -> pa.Schema:
+    """The kernel's output schema for ``outputs`` (derived table -> its Arrow schema)."""
+    fields = [pa.field(TABLE_COLUMN, pa.string())]
+    for table, schema in outputs.items():
+        fields.extend(pa.field(wide_name(table, f.name), f.type) for f in schema)
+    return pa.schema(fields)
+
+
+@dataclass
+class GroupKernel:
+    """The kernels of one batch of whole groups (picklable: shipped to the executors)."""
+
+    analyzers: list[Analyzer]
+    config: Any
+    outputs: dict[str, pa.Schema]
+    """Derived tables to return (``findings`` for every analyzer's findings), with their schemas."""
+    shared: Any
+    """Broadcast of ``{"resources": pa.Table, "stats": {table: pa.Table}}``."""
+
+    def __call__(self, group: pa.Table) -> pa.Table:
+        """Derived rows of whole groups (one or several), as wide rows."""
+        shared = self.shared.value
+        spans = _store_spans(group)
+        ids = pc.unique(spans.column("resource_id"))
+        res = shared["resources"]
+        res = res.filter(pc.is_in(res.column("resource_id"), value_set=ids))
+        produced: dict[str, pa.Table] = {}
+        pieces: list[pa.Table] = []
+        schema = wide_schema(self.outputs)
+        for a in self.analyzers:
+            inputs = {name: produced[name] for name in a.reads}
+            part = Partition(spans, res, inputs, {s.table: shared["stats"][s.table] for s in a.stats})
+            out = a.derive(part, self.config)
+            produced.update(out.tables)
+            for table, data in out.tables.items():
+                if table in self.outputs:
+                    pieces.append(_widen(table, data, self.outputs[table], schema))
+            if "findings" in self.outputs:
+                pieces.append(_widen("findings", out.findings, self.outputs["findings"], schema))
+        if not pieces:
+            return schema.empty_table()
+        return pa.concat_tables(pieces)
+
+
+def batched(kernel: GroupKernel, batches: Iterator[pa.RecordBatch], group: str,
+            batch_spans: int) -> Iterator[pa.RecordBatch]:
+    """Run ``kernel`` over the rows of one Spark partition, sorted by ``group``, in batches of whole
+    groups of about ``batch_spans`` rows (a bigger group is a batch of its own), like the DuckDB
+    engine's batches: the per-call cost of the kernels is paid per batch, not per trace."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows < batch_spans:
+            continue
+        table = pa.Table.from_batches(pending)
+        column = table.column(group)
+        cut = pc.index(column, column[-1]).as_py()  # the last group may go on in the next batch
+        if cut == 0:
+            continue
+        yield from kernel(table.slice(0, cut)).to_batches()
+        pending, rows = table.slice(cut).to_batches(), table.num_rows - cut
+    if rows:
+        yield from kernel(pa.Table.from_batches(pending)).to_batches()
+
+
+def _store_spans(group: pa.Table) -> pa.Table:
+    """The group's rows as ``span_store`` rows: every store column in order, the store's types
+    (``file_id``/``content_hash``, not in a lake, are 0), sorted by trace and span id."""
+    schema = store_schema("span_store")
+    n = group.num_rows
+    cols = []
+    for field in schema:
+        if field.name in STORE_ONLY:
+            cols.append(pa.array([0] * n, field.type))
+        else:
+            cols.append(group.column(field.name).cast(field.type))
+    table = pa.Table.from_arrays(cols, schema=schema)
+    return table.sort_by([("trace_id", "ascending"), ("span_id", "ascending")])
+
+
+def _widen(table: str, data: pa.Table, target: pa.Schema, schema: pa.Schema) -> pa.Table:
+    """``data`` (a derived table's rows) as wide rows of ``schema``."""
+    n = data.num_rows
+    by_name = {}
+    for field in target:
+        col = data.column(field.name) if field.name in data.column_names else pa.nulls(n, field.type)
+        by_name[wide_name(table, field.name)] = col.cast(field.type)
+    arrays = []
+    for field in schema:
+        if field.name == TABLE_COLUMN:
+            arrays.append(pa.array([table] * n, pa.string()))
+        else:
+            arrays.append(by_name.get(field.name, pa.nulls(n, field.type)))
+    return pa.Table.from_arrays(arrays, schema=schema)
