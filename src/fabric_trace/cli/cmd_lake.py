@@ -29,4 +29,4 @@ def export_command(
         else:
             err.print(Text(f"lake {out}: {result.partitions_written:,} partition(s) written"
                            + (f", {result.partitions_removed:,} emptied" if result.partitions_removed else "")
-                           + f" ({result.traces_exported:,} trace(s) with new spans)"))
+                           + f" ({result.spans_written:,} spans; {result.traces_exported:,} trace(s) with new spans)"))

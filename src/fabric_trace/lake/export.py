@@ -35,7 +35,9 @@ class ExportResult:
     partitions_written: int
     partitions_removed: int
     spans_written: int
+    """Spans in the partitions written (whole partitions are rewritten)."""
     traces_exported: int
+    """Traces with spans ingested since the last export."""
     up_to_date: bool
 
 
@@ -128,7 +130,9 @@ def _export(con: duckdb.DuckDBPyConnection, root: Path, staging: Path, buckets: 
         (root / table).mkdir(exist_ok=True)
         os.replace(tmp, root / table / "data.parquet")
     spans, traces = con.execute("""
-        SELECT count(*), count(DISTINCT trace_id) FROM span_store WHERE trace_id IN (SELECT trace_id FROM _lake_new)
+        SELECT (SELECT count(*) FROM span_store s JOIN _lake_keys k USING (trace_id) SEMI JOIN _lake_parts p
+                USING (day, bucket)),
+               (SELECT count(*) FROM _lake_new)
     """).fetchall()[0]
     write_state(root / STATE_FILE, {"format": LAKE_FORMAT, "buckets": buckets, "exported_file_id": last})
     return ExportResult(written, removed, int(spans), int(traces), False)
