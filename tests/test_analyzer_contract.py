@@ -143,4 +143,4 @@ def test_toy_in_demo(toy: Analyzer, tmp_path: Path) -> None:
     db = str(tmp_path / "demo.duckdb")
     run_ingest(db, demo_paths(str(tmp_path / "demo")))
     reports = demo_reports(db)
-    assert list(reports) == ["latency", "locality", "trust", "toy"] and reports["toy"].title == "Toy report"
+    assert list(reports) == ["latency", "locality", "trust", "llm", "toy"] and reports["toy"].title == "Toy report"

@@ -34,6 +34,9 @@ DERIVED = {
     "trust_spans": "SELECT * FROM trust_spans",
     "trust_crossings": "SELECT * FROM trust_crossings",
     "trust_zone_store": "SELECT * FROM trust_zone_store",
+    "llm_calls": "SELECT * FROM llm_calls",
+    "session_turns": "SELECT * FROM session_turns",
+    "sessions": "SELECT * FROM sessions",
 }
 
 SCENARIO = Scenario(traces=24, seed=11, cache_miss_rate=0.4, remote_state_fraction=0.3, repeat_fetch_rate=0.3,
@@ -65,6 +68,7 @@ def test_corpus_exercises_the_incremental_paths(corpus: tuple[list[bytes], dict[
     kinds = {row[1] for row in expected["findings"]}
     assert {"cache_miss", "prefix_cache_miss", "session_redundant_fetch", "clock_skew"} <= kinds, kinds
     assert any(row[5] for row in expected["locality_trace_store"])  # some what-if changed a trace
+    assert len(expected["llm_calls"]) > 20 and any(row[2] > 1 for row in expected["sessions"])  # multi-turn sessions
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -56,7 +56,7 @@ def test_everyday_use_runs_in_order_on_what_the_quickstart_made(tmp_path: Path) 
     (tmp_path / "fixtures").symlink_to(REPO / "fixtures")  # the commands run in a clone's folder
     demo = _fabric(["demo", "--format", "json"], tmp_path)
     assert demo.returncode == 0, demo.stderr
-    assert set(json.loads(demo.stdout)) == {"latency", "locality", "trust"}  # one JSON document
+    assert set(json.loads(demo.stdout)) == {"latency", "locality", "trust", "llm"}  # one JSON document
     assert (tmp_path / "fabric-demo.duckdb").exists()
     commands = _commands(_section("Everyday use"))
     assert len(commands) >= 8

@@ -15,22 +15,25 @@ from fabric_trace.analyzers.contract import (
     Analyzer, Derived, GateMetric, Partition, ReportSpec, Scope, StoreStats, sql_kernel, write_findings,
 )
 
+#: Names of the built-in analyzers (:func:`registry` lists them, in this order).
+BUILT_IN = ("latency", "locality", "trust", "llm")
+
 #: Analyzers registered at run time (:func:`register`), after the built-in ones.
 _EXTRA: dict[str, Analyzer] = {}
 
 
 def registry() -> dict[str, Analyzer]:
     """The analyzers, in the order they run (built-ins imported lazily to keep startup fast)."""
-    from fabric_trace.analyzers import latency, locality, trust
+    from fabric_trace.analyzers import latency, llm, locality, trust
 
-    out = {a.name: a for a in (latency.ANALYZER, locality.ANALYZER, trust.ANALYZER)}
+    out = {a.name: a for a in (latency.ANALYZER, locality.ANALYZER, trust.ANALYZER, llm.ANALYZER)}
     out.update(_EXTRA)
     return out
 
 
 def register(analyzer: Analyzer) -> None:
     """Add an analyzer after the built-in ones (it runs last). Re-registering a name replaces it."""
-    if analyzer.name in ("latency", "locality", "trust"):
+    if analyzer.name in BUILT_IN:
         raise ValueError(f"analyzer name {analyzer.name!r} is taken by a built-in analyzer")
     _EXTRA[analyzer.name] = analyzer
 

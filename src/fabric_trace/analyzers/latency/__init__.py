@@ -38,4 +38,5 @@ ANALYZER = Analyzer(
                       command="fabric_trace.cli.cmd_latency:latency_command"),
     severities=dict(findings.REPAIR_SEVERITY),
     sql_from=__name__,
+    version="2",  # 2: traces.session_id
 )

@@ -35,6 +35,15 @@ CREATE OR REPLACE TEMP TABLE latency_traces_raw (
 """
 
 
+#: A trace's session: the session id of its shallowest span that has one (then the earliest,
+#: then the smallest span id); docs/schema.md, ``traces``.
+SESSION_SQL = """
+    SELECT s.trace_id, arg_min(s.session_id, (ls.depth, s.start_ns, s.span_id)) AS session_id
+    FROM span_store s JOIN latency_spans ls ON ls.trace_id = s.trace_id AND ls.span_id = s.span_id
+    WHERE s.session_id IS NOT NULL GROUP BY s.trace_id
+"""
+
+
 def _append(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table, columns: list[str]) -> None:
     if data.num_rows == 0:
         return
@@ -78,11 +87,12 @@ def derive_sql(con: duckdb.DuckDBPyConnection, config: Any) -> None:
                r.service_name AS root_service, t.start_ns, t.end_ns, t.duration_ns, t.root_duration_ns,
                t.span_count, t.error_count, t.error_count > 0 AS has_error,
                coalesce(sv.services, []::VARCHAR[]) AS services, t.incomplete,
-               t.repair_count > 0 AS repaired, t.repair_count, t.root_count
+               t.repair_count > 0 AS repaired, t.repair_count, t.root_count, ss.session_id
         FROM latency_traces_raw t
         LEFT JOIN span_store r ON r.trace_id = t.trace_id AND r.span_id = t.root_span_id
         LEFT JOIN (SELECT trace_id, list(DISTINCT service_name ORDER BY service_name) AS services
                    FROM latency_spans GROUP BY trace_id) sv ON sv.trace_id = t.trace_id
+        LEFT JOIN ({SESSION_SQL}) ss ON ss.trace_id = t.trace_id
         """,
         wf_params,
     )

@@ -24,5 +24,5 @@ CREATE TABLE IF NOT EXISTS latency_traces (
     trace_id VARCHAR, workflow VARCHAR, root_span_id VARCHAR, root_name VARCHAR, root_service VARCHAR,
     start_ns BIGINT, end_ns BIGINT, duration_ns BIGINT, root_duration_ns BIGINT,
     span_count BIGINT, error_count BIGINT, has_error BOOLEAN, services VARCHAR[], incomplete BOOLEAN,
-    repaired BOOLEAN, repair_count BIGINT, root_count BIGINT
+    repaired BOOLEAN, repair_count BIGINT, root_count BIGINT, session_id VARCHAR
 );

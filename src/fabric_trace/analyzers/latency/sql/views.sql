@@ -2,7 +2,8 @@
 
 CREATE OR REPLACE VIEW traces AS
 SELECT trace_id, workflow, root_span_id, root_name, root_service, start_ns, end_ns, duration_ns,
-       span_count, error_count, has_error, services, incomplete, repaired, repair_count, root_count
+       span_count, error_count, has_error, services, incomplete, repaired, repair_count, root_count,
+       session_id
 FROM latency_traces;
 
 CREATE OR REPLACE VIEW critical_path AS

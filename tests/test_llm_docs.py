@@ -1,0 +1,92 @@
+"""docs/llm.md is a contract: the views' columns and types, the attribute keys and the report's
+JSON keys are pinned here to the code."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from fabric_trace.analyzers.llm import derive
+from fabric_trace.cli.app import app
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = (ROOT / "docs" / "llm.md").read_text()
+DEMO = ROOT / "fixtures" / "scenarios" / "healthy.jsonl"
+
+CONTRACT: dict[str, list[tuple[str, str]]] = {
+    "llm_calls": [
+        ("trace_id", "VARCHAR"), ("span_id", "VARCHAR"), ("session_id", "VARCHAR"), ("user_id", "VARCHAR"),
+        ("workflow", "VARCHAR"), ("service", "VARCHAR"), ("provider", "VARCHAR"), ("operation", "VARCHAR"),
+        ("request_model", "VARCHAR"), ("model", "VARCHAR"), ("input_tokens", "BIGINT"), ("output_tokens", "BIGINT"),
+        ("cached_input_tokens", "BIGINT"), ("reasoning_tokens", "BIGINT"), ("cost_usd", "DOUBLE"),
+        ("cost_note", "VARCHAR"), ("price_model", "VARCHAR"), ("status_code", "VARCHAR"), ("error_type", "VARCHAR"),
+        ("start_ns", "BIGINT"), ("duration_ns", "BIGINT"), ("ttft_ns", "BIGINT"), ("on_critical_path_ns", "BIGINT"),
+        ("attempts", "BIGINT"), ("span_ids", "VARCHAR[]"),
+    ],
+    "session_turns": [
+        ("session_id", "VARCHAR"), ("turn", "BIGINT"), ("trace_id", "VARCHAR"), ("workflow", "VARCHAR"),
+        ("start_ns", "BIGINT"), ("end_ns", "BIGINT"), ("duration_ns", "BIGINT"), ("gap_ns", "BIGINT"),
+        ("session_path_ns", "BIGINT"), ("spans", "BIGINT"), ("errors", "BIGINT"), ("llm_calls", "BIGINT"),
+        ("cost_usd", "DOUBLE"), ("findings", "BIGINT"),
+    ],
+    "sessions": [
+        ("session_id", "VARCHAR"), ("user_id", "VARCHAR"), ("traces", "BIGINT"), ("spans", "BIGINT"),
+        ("start_ns", "BIGINT"), ("end_ns", "BIGINT"), ("duration_ns", "BIGINT"), ("llm_calls", "BIGINT"),
+        ("input_tokens", "BIGINT"), ("output_tokens", "BIGINT"), ("cost_usd", "DOUBLE"),
+        ("unpriced_calls", "BIGINT"), ("errors", "BIGINT"), ("findings", "BIGINT"), ("idle_ns", "BIGINT"),
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = str(tmp_path_factory.mktemp("llmdoc") / "d.duckdb")
+    res = CliRunner().invoke(app, ["trace", "ingest", str(DEMO), "--db", path])
+    assert res.exit_code == 0, res.stderr
+    return path
+
+
+@pytest.mark.parametrize("view", sorted(CONTRACT))
+def test_view_columns_and_types(db: str, view: str) -> None:
+    con = duckdb.connect(db, read_only=True)
+    try:
+        assert [(r[0], r[1]) for r in con.execute(f"DESCRIBE {view}").fetchall()] == CONTRACT[view]
+    finally:
+        con.close()
+
+
+def _doc_table(heading: str) -> list[str]:
+    """Column names of the table under ``heading`` (a cell may name several: ``a, b``)."""
+    part = DOC.split(heading, 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    names: list[str] = []
+    for line in part.splitlines():
+        m = re.match(r"\| ([a-z_, ]+) \|", line)
+        if m and m.group(1) != "column":
+            names += [n.strip() for n in m.group(1).split(",")]
+    return names
+
+
+@pytest.mark.parametrize("view", sorted(CONTRACT))
+def test_view_documented_in_order(view: str) -> None:
+    assert _doc_table(f"### `{view}`" if view != "llm_calls" else "## `llm_calls`") == [c for c, _ in CONTRACT[view]]
+
+
+def test_attribute_keys_are_documented() -> None:
+    for key in (*derive.REQUEST_MODEL_KEYS, *derive.REASONING_KEYS, *derive.TTFT_SECONDS_KEYS, *derive.TTFT_MS_KEYS,
+                derive.TTFT_EVENT):
+        assert f"`{key}`" in DOC, key
+
+
+def test_report_json_keys_are_documented(db: str) -> None:
+    res = CliRunner().invoke(app, ["report", "llm", "--db", db, "--format", "json"])
+    assert res.exit_code == 0, res.stderr
+    data = json.loads(res.stdout)
+    for key in data:
+        assert f"`{key}`" in DOC, key
+    for key in (*data["totals"], *data["groups"][0], *data["top_traces"][0], *data["top_sessions"][0]):
+        assert f"`{key}`" in DOC or key in DOC, key
