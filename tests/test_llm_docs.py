@@ -90,3 +90,13 @@ def test_report_json_keys_are_documented(db: str) -> None:
         assert f"`{key}`" in DOC, key
     for key in (*data["totals"], *data["groups"][0], *data["top_traces"][0], *data["top_sessions"][0]):
         assert f"`{key}`" in DOC or key in DOC, key
+
+
+def test_session_json_keys_are_documented(db: str) -> None:
+    data = json.loads(CliRunner().invoke(app, ["session", "ls", "--db", db, "--format", "json"]).stdout)
+    sid = data["sessions"][0]["session_id"]
+    show = json.loads(CliRunner().invoke(app, ["session", "show", sid, "--db", db, "--format", "json"]).stdout)
+    section = DOC.split("## `fabric session ls`", 1)[1].split("\n## ", 1)[0]
+    for obj in (data["sessions"][0], show["session"], show["turns"][0], show["calls"][0], show["path"][0]):
+        for key in obj:
+            assert f"`{key}`" in section, key

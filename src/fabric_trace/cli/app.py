@@ -11,7 +11,9 @@ from typing import Any, Callable
 import typer
 
 from fabric_trace import __version__
-from fabric_trace.cli import cmd_collect, cmd_demo, cmd_export, cmd_gate, cmd_html, cmd_ingest, cmd_lake, cmd_query, cmd_trace
+from fabric_trace.cli import (
+    cmd_collect, cmd_demo, cmd_export, cmd_gate, cmd_html, cmd_ingest, cmd_lake, cmd_query, cmd_session, cmd_trace,
+)
 from fabric_trace.cli.cmd_report import report_command
 from fabric_trace.cli.color import ColorMode, set_color_mode
 from fabric_trace.cli.command import FabricCommand, FabricGroup
@@ -48,11 +50,16 @@ def build_app() -> typer.Typer:
                            no_args_is_help=True, context_settings=_CONTEXT)
     app.add_typer(lake_app, name="lake")
     _register(lake_app, "export", cmd_lake.export_command)
+    session_app = typer.Typer(cls=FabricGroup, help="Browse sessions (conversations of several traces).",
+                              no_args_is_help=True, context_settings=_CONTEXT)
+    app.add_typer(session_app, name="session")
 
     _register(trace_app, "ingest", cmd_ingest.ingest_command)
     _register(trace_app, "ls", cmd_trace.ls_command)
     _register(trace_app, "show", cmd_trace.show_command)
     _register(trace_app, "export", cmd_export.export_command)
+    _register(session_app, "ls", cmd_session.ls_command)
+    _register(session_app, "show", cmd_session.show_command)
     _register(app, "query", cmd_query.query_command)
     _register(app, "demo", cmd_demo.demo_command)
     _register(app, "analyze", cmd_demo.analyze_command)
