@@ -282,3 +282,16 @@ def test_reasoning_tokens_and_cached_tokens_are_read(tmp_path: Path) -> None:
     assert (c["cached_input_tokens"], c["reasoning_tokens"], c["price_model"]) == (800, 300, "o3")
     # o3: 200 uncached x $2 + 800 cached x $0.50 + 500 output x $8 (reasoning included), per 1M tokens
     assert c["cost_usd"] == pytest.approx((200 * 2.0 + 800 * 0.5 + 500 * 8.0) / 1e6)
+
+
+def test_folding_survives_parent_cycles_and_missing_parents() -> None:
+    from fabric_trace.analyzers.llm.calls import fold_calls
+
+    def cand(sid: str, start: int, end: int) -> dict[str, Any]:
+        return {"trace_id": "t", "span_id": sid, "scope_id": "s", "role": "llm", "status_code": "UNSET",
+                "start_ns": start, "end_ns": end, "input_tokens": 1, "output_tokens": 1, "model": "m"}
+
+    # a -> b -> a (a cycle), c -> (missing parent)
+    spans = [("t", "a", "b"), ("t", "b", "a"), ("t", "c", "gone")]
+    calls = fold_calls(spans, [cand("a", 0, 10), cand("b", 1, 9), cand("c", 20, 30)])
+    assert sorted(tuple(c["span_ids"]) for c in calls) == [("a", "b"), ("c",)]

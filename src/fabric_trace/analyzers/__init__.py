@@ -15,7 +15,8 @@ from fabric_trace.analyzers.contract import (
     Analyzer, Derived, GateMetric, Partition, ReportSpec, Scope, StoreStats, sql_kernel, write_findings,
 )
 
-#: Names of the built-in analyzers (:func:`registry` lists them, in this order).
+#: The built-in analyzers, in the order they run: each is the subpackage ``fabric_trace.analyzers.<name>``
+#: whose ``ANALYZER`` is its registry entry. Adding one is adding its name here.
 BUILT_IN = ("latency", "locality", "trust", "llm")
 
 #: Analyzers registered at run time (:func:`register`), after the built-in ones.
@@ -24,9 +25,9 @@ _EXTRA: dict[str, Analyzer] = {}
 
 def registry() -> dict[str, Analyzer]:
     """The analyzers, in the order they run (built-ins imported lazily to keep startup fast)."""
-    from fabric_trace.analyzers import latency, llm, locality, trust
+    import importlib
 
-    out = {a.name: a for a in (latency.ANALYZER, locality.ANALYZER, trust.ANALYZER, llm.ANALYZER)}
+    out = {name: importlib.import_module(f"fabric_trace.analyzers.{name}").ANALYZER for name in BUILT_IN}
     out.update(_EXTRA)
     return out
 
