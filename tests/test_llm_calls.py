@@ -295,3 +295,20 @@ def test_folding_survives_parent_cycles_and_missing_parents() -> None:
     spans = [("t", "a", "b"), ("t", "b", "a"), ("t", "c", "gone")]
     calls = fold_calls(spans, [cand("a", 0, 10), cand("b", 1, 9), cand("c", 20, 30)])
     assert sorted(tuple(c["span_ids"]) for c in calls) == [("a", "b"), ("c",)]
+
+
+def test_an_sdk_span_over_its_http_requests_is_one_call_with_its_attempts(tmp_path: Path) -> None:
+    #  openai.chat (SDK)   |------------------------|   tokens
+    #  POST (HTTP)           |--429--|                  attempt 1
+    #  POST (HTTP)                      |---200---|     attempt 2
+    sdk = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+           "gen_ai.usage.input_tokens": 40, "gen_ai.usage.output_tokens": 4}
+    post = {"http.request.method": "POST", "url.full": "https://api.openai.com/v1/chat/completions"}
+    calls = _ingest(tmp_path, {"oai": [_span("2000000000000002", None, 0, 1000, sdk)],
+                               "httpx": [_span("3000000000000003", "2000000000000002", 10, 100,
+                                               {**post, "http.response.status_code": 429}, error=True, name="POST"),
+                                         _span("4000000000000004", "2000000000000002", 200, 990,
+                                               {**post, "http.response.status_code": 200}, name="POST")]})
+    (c,) = calls
+    assert (c["span_id"], c["attempts"], c["input_tokens"], c["span_ids"]) == ("2000000000000002", 2, 40,
+                                                                               ["2000000000000002"])

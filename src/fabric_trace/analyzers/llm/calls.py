@@ -16,6 +16,9 @@ same call; they are folded into one call by two rules:
          ChatCompletion (LLM)                |------------------|     attempt 2
 
    Values come from the last successful leaf (the wire), then the top span.
+   HTTP CLIENT spans under the wire spans (an SDK span over its HTTP requests) are
+   not calls: each is an attempt (``attempts``: per attempt span, its HTTP CLIENT
+   children, at least 1).
    Exception: when two or more leaves succeeded, the top span is a wrapper of
    several calls (a chain that reports their total), so each leaf is a call and
    the wrapper is dropped.
@@ -68,12 +71,13 @@ def _merge_into(call: dict[str, Any], other: dict[str, Any]) -> None:
             call[k] = other[k]
 
 
-def _fold(top: dict[str, Any], leaves: list[dict[str, Any]]) -> dict[str, Any]:
-    """One call from a top span and the leaves of the layers below it."""
+def _fold(top: dict[str, Any], leaves: list[dict[str, Any]], http: dict[tuple[str, str], int]) -> dict[str, Any]:
+    """One call from a top span and the leaves of the layers below it (``http``: HTTP CLIENT children
+    per span, each an attempt on the wire)."""
     call = dict(top)
     call["span_ids"] = sorted({top["span_id"], *(x["span_id"] for x in leaves)})
+    call["attempts"] = sum(max(1, http.get((x["trace_id"], x["span_id"]), 0)) for x in (leaves or [top]))
     if not leaves:
-        call["attempts"] = 1
         return call
     leaves = sorted(leaves, key=lambda x: (x["end_ns"], x["start_ns"], x["span_id"]))
     ok = [x for x in leaves if x["status_code"] != "ERROR"]
@@ -81,7 +85,6 @@ def _fold(top: dict[str, Any], leaves: list[dict[str, Any]]) -> dict[str, Any]:
     merged = {k: wire.get(k) for k in FILLED}
     _merge_into(merged, top)
     call.update(merged)
-    call["attempts"] = len(leaves)
     if top["status_code"] != "ERROR" and not ok:
         call["status_code"], call["error_type"] = "ERROR", top.get("error_type") or wire.get("error_type")
     elif call["status_code"] == "ERROR" and call.get("error_type") is None:
@@ -136,10 +139,13 @@ def _cross_layer(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [c for c in calls if id(c) not in dropped]
 
 
-def fold_calls(spans: list[tuple[str, str, str | None]], cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def fold_calls(spans: list[tuple[str, str, str | None]], cands: list[dict[str, Any]],
+               http: dict[tuple[str, str], int] | None = None) -> list[dict[str, Any]]:
     """The calls of a partition: ``spans`` is every (trace_id, span_id, parent_span_id); ``cands``
-    the candidate rows (dicts with the columns of ``derive._CANDIDATES``). Returns one dict per call
-    (the top span's columns, filled values, ``span_ids`` and ``attempts``)."""
+    the candidate rows (dicts with the columns of ``derive._candidates_sql``); ``http`` the number of
+    HTTP CLIENT children per (trace_id, span_id). Returns one dict per call (the top span's columns,
+    filled values, ``span_ids`` and ``attempts``)."""
+    http = http or {}
     parent = {(t, s): p for t, s, p in spans}
     by_key = {(c["trace_id"], c["span_id"]): c for c in cands}
     tops = _top_candidates(parent, set(by_key))
@@ -166,7 +172,7 @@ def fold_calls(spans: list[tuple[str, str, str | None]], cands: list[dict[str, A
         leaves = [by_key[k] for k in below.get(key, []) if k not in has_inner]
         ok = [x for x in leaves if x["status_code"] != "ERROR"]
         if len(ok) >= 2:  # a wrapper of several calls: each leaf is a call
-            calls.extend(_fold(x, []) for x in leaves)
+            calls.extend(_fold(x, [], http) for x in leaves)
         else:
-            calls.append(_fold(by_key[key], leaves))
+            calls.append(_fold(by_key[key], leaves, http))
     return _cross_layer(calls)

@@ -118,7 +118,10 @@ def _calls(con: duckdb.DuckDBPyConnection, settings: LlmSettings) -> pa.Table:
     if not cands:
         return _CALL_SCHEMA.empty_table()
     spans = con.execute("SELECT trace_id, span_id, parent_span_id FROM span_store").fetchall()
-    calls = fold_calls(spans, cands)
+    http = {(t, p): n for t, p, n in con.execute(
+        "SELECT trace_id, parent_span_id, count(*) FROM span_store WHERE role = 'http' AND kind = 'CLIENT' "
+        "AND parent_span_id IS NOT NULL GROUP BY ALL").fetchall()}
+    calls = fold_calls(spans, cands, http)
     for c in calls:
         c["cost_usd"], c["cost_note"], c["price_model"] = price_call(settings, c)
     calls.sort(key=lambda c: (c["trace_id"], c["start_ns"], c["span_id"]))
