@@ -312,3 +312,14 @@ def test_an_sdk_span_over_its_http_requests_is_one_call_with_its_attempts(tmp_pa
     (c,) = calls
     assert (c["span_id"], c["attempts"], c["input_tokens"], c["span_ids"]) == ("2000000000000002", 2, 40,
                                                                                ["2000000000000002"])
+
+
+def test_a_partition_without_model_calls_or_sessions_needs_no_database(tmp_path: Path) -> None:
+    calls = _ingest(tmp_path, {"app": [_span(ROOT, None, 0, 1000, {"http.request.method": "GET"})]})
+    assert calls == []
+    con = duckdb.connect(str(tmp_path / "t.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM sessions").fetchall() == [(0,)]
+        assert con.execute("SELECT session_id FROM traces").fetchall() == [(None,)]
+    finally:
+        con.close()

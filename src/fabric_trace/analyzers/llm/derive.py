@@ -18,12 +18,14 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fabric_trace.analyzers.contract import Derived, Partition, sql_kernel
 from fabric_trace.analyzers.llm.calls import fold_calls
 from fabric_trace.analyzers.llm.config import LlmSettings, parse_config
 from fabric_trace.analyzers.llm.cost import price_call
 from fabric_trace.analyzers.llm.sessions import turns
+from fabric_trace.model import FINDING_COLUMNS
 
 #: Attribute keys, in order (the first present wins); docs/llm.md pins them.
 REQUEST_MODEL_KEYS = ("gen_ai.request.model", "llm.request.model", "ai.model.id")
@@ -104,7 +106,18 @@ def derive(part: Partition, config: Any) -> Derived:
     """The llm rows of one partition of whole sessions (a kernel: no store)."""
     from fabric_trace.analyzers.llm import ANALYZER
 
+    if not _has_work(part.spans):  # no model call, no session: no rows (and no private database)
+        findings = pa.table({c: pa.array([], pa.string()) for c in FINDING_COLUMNS})
+        return Derived({t: pa.table({"trace_id": pa.array([], pa.string())}) for t in ANALYZER.tables}, findings)
     return sql_kernel(ANALYZER, part, config, derive_sql)
+
+
+def _has_work(spans: pa.Table) -> bool:
+    """Whether a partition has a span of a model-call role or a span naming a session."""
+    if spans.num_rows == 0:
+        return False
+    roles = pc.is_in(spans.column("role"), value_set=pa.array(sorted(ROLE_OPERATION)))
+    return bool(pc.any(roles).as_py()) or spans.column("session_id").null_count < spans.num_rows
 
 
 def _calls(con: duckdb.DuckDBPyConnection, settings: LlmSettings) -> pa.Table:
