@@ -323,3 +323,19 @@ def test_a_partition_without_model_calls_or_sessions_needs_no_database(tmp_path:
         assert con.execute("SELECT session_id FROM traces").fetchall() == [(None,)]
     finally:
         con.close()
+
+
+def test_hostile_values_never_crash(tmp_path: Path) -> None:
+    attrs = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini",
+             "gen_ai.usage.input_tokens": 9_000_000_000_000_000_000, "gen_ai.usage.output_tokens": 9_000_000_000_000_000_000,
+             "gen_ai.usage.reasoning_tokens": "1e30", "gen_ai.response.time_to_first_chunk": "1e300",
+             "gen_ai.conversation.id": "s"}
+    twin = {**attrs, "gen_ai.usage.reasoning_tokens": "nan", "gen_ai.response.time_to_first_chunk": "-inf"}
+    calls = _ingest(tmp_path, {"x": [_span(ROOT, None, 0, 3000, attrs), _span("2000000000000002", None, 0, 10, twin)]})
+    assert len(calls) == 2 and all(c["reasoning_tokens"] is None and c["ttft_ns"] is None for c in calls)
+    con = duckdb.connect(str(tmp_path / "t.duckdb"), read_only=True)
+    try:
+        (row,) = con.execute("SELECT llm_calls, input_tokens FROM sessions").fetchall()
+    finally:
+        con.close()
+    assert row == (2, None)  # the sum does not fit a BIGINT: NULL, never an error

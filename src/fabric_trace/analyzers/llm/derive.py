@@ -70,7 +70,7 @@ def _candidates_sql() -> str:
     roles = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in ROLE_OPERATION.items())
     op = (f"coalesce(lower(s.operation), CASE lower(coalesce({_attr('llm.request.type')}, {_attr('ai.operationId')})) "
           f"{aliases} END, CASE s.role {roles} END)")
-    reasoning = f"CAST({_first([_num(k) for k in REASONING_KEYS])} AS BIGINT)"
+    reasoning = f"TRY_CAST({_first([_num(k) for k in REASONING_KEYS])} AS BIGINT)"
     ttft = _first([f"{_num(k)} * 1e9" for k in TTFT_SECONDS_KEYS] + [f"{_num(k)} * 1e6" for k in TTFT_MS_KEYS]
                   + [f"""(CAST(json_extract(s.events, '$[*].time_ns')[list_position(
                           json_extract_string(s.events, '$[*].name'), '{TTFT_EVENT}')] AS DOUBLE) - s.start_ns)"""])
@@ -81,7 +81,7 @@ def _candidates_sql() -> str:
                s.input_tokens, s.output_tokens, s.cached_input_tokens, {reasoning} AS reasoning_tokens,
                s.status_code, CASE WHEN s.status_code = 'ERROR' THEN coalesce({_attr('error.type')}, {exc}) END
                    AS error_type,
-               s.start_ns, s.end_ns, CAST(round({ttft}) AS BIGINT) AS ttft_ns, s.user_id
+               s.start_ns, s.end_ns, TRY_CAST(round({ttft}) AS BIGINT) AS ttft_ns, s.user_id
         FROM span_store s
         WHERE s.role IN ('llm', 'embedding', 'rerank')
           AND (s.model IS NOT NULL OR s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL

@@ -24,13 +24,13 @@ WITH calls AS (
 )
 SELECT u.session_id,
        arg_min(u.user_id, u.turn) FILTER (WHERE u.user_id IS NOT NULL) AS user_id,
-       count(*) AS traces, CAST(sum(t.span_count) AS BIGINT) AS spans, min(u.start_ns) AS start_ns, max(u.end_ns) AS end_ns,
+       count(*) AS traces, TRY_CAST(sum(t.span_count) AS BIGINT) AS spans, min(u.start_ns) AS start_ns, max(u.end_ns) AS end_ns,
        max(u.end_ns) - min(u.start_ns) AS duration_ns,
-       CAST(coalesce(sum(c.llm_calls), 0) AS BIGINT) AS llm_calls, CAST(sum(c.input_tokens) AS BIGINT) AS input_tokens,
-       CAST(sum(c.output_tokens) AS BIGINT) AS output_tokens, sum(c.cost_usd) AS cost_usd,
-       CAST(coalesce(sum(c.unpriced_calls), 0) AS BIGINT) AS unpriced_calls,
-       CAST(coalesce(sum(t.error_count), 0) AS BIGINT) AS errors, CAST(coalesce(sum(f.findings), 0) AS BIGINT) AS findings,
-       CAST(max(u.end_ns) - min(u.start_ns) - sum(u.session_path_ns) AS BIGINT) AS idle_ns
+       TRY_CAST(coalesce(sum(c.llm_calls), 0) AS BIGINT) AS llm_calls, TRY_CAST(sum(c.input_tokens) AS BIGINT) AS input_tokens,
+       TRY_CAST(sum(c.output_tokens) AS BIGINT) AS output_tokens, sum(c.cost_usd) AS cost_usd,
+       TRY_CAST(coalesce(sum(c.unpriced_calls), 0) AS BIGINT) AS unpriced_calls,
+       TRY_CAST(coalesce(sum(t.error_count), 0) AS BIGINT) AS errors, TRY_CAST(coalesce(sum(f.findings), 0) AS BIGINT) AS findings,
+       TRY_CAST(max(u.end_ns) - min(u.start_ns) - sum(u.session_path_ns) AS BIGINT) AS idle_ns
 FROM llm_turn_store u
 LEFT JOIN latency_traces t ON t.trace_id = u.trace_id
 LEFT JOIN calls c ON c.trace_id = u.trace_id
