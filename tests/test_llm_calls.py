@@ -17,7 +17,8 @@ from fabric_trace.fixtures_gen import Scenario, generate, write_otlp_jsonl
 from fabric_trace.service import run_ingest
 
 CAPTURES = Path(__file__).resolve().parent / "data" / "captures"
-CONVENTIONS = ("openinference", "langchain-openinference", "openllmetry", "otel-genai-new", "otel-genai-old")
+CONVENTIONS = ("openinference", "langchain-openinference", "openllmetry", "otel-genai-new", "otel-genai-old", "llamaindex",
+               "langgraph", "vercel-ai")
 
 
 def _rows(db: str, sql: str) -> list[dict[str, Any]]:
@@ -43,8 +44,8 @@ def test_captures_count_each_call_once_with_its_tokens(tmp_path: Path, conventio
     got = Counter((c["trace_id"], c["operation"], c["input_tokens"], c["output_tokens"]) for c in calls)
     assert got == want
     for c in calls:
-        assert c["model"] in ("gpt-4o-mini", "text-embedding-3-small") and c["provider"] == "openai"
-        assert c["status_code"] != "ERROR" and c["attempts"] == 1 and c["cached_input_tokens"] is None
+        assert c["model"] in ("gpt-4o-mini", "text-embedding-3-small") and c["provider"].startswith("openai")
+        assert c["status_code"] != "ERROR" and c["attempts"] == 1 and c["cached_input_tokens"] in (None, 0)
         assert c["cost_usd"] is not None and c["cost_usd"] > 0  # both models are in the bundled table
     sessions = {t["trace_id"]: (t["session_id"], t["user_id"]) for t in truth["traces"]}
     assert {c["trace_id"]: (c["session_id"], c["user_id"]) for c in calls} == sessions

@@ -124,6 +124,7 @@ def test_snapshot_names() -> None:
 def test_provider_of_an_entry_must_match() -> None:
     s = parse_config(Config())
     assert s.match("gpt-4o", "openai") is not None and s.match("gpt-4o", "azure.ai.openai") is None
+    assert s.match("gpt-4o-mini", "openai.chat").provider == "openai"  # the Vercel AI SDK's provider id
 
 
 def test_config_overrides_and_extends() -> None:

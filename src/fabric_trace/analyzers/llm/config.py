@@ -63,9 +63,12 @@ class LlmSettings:
         if not model:
             return None
         index = self.index
+        # a provider id with a suffix (the Vercel AI SDK's ``openai.chat``) also matches its first part
+        providers = [] if provider is None else [provider, *([provider.split(".", 1)[0]] if "." in provider else [])]
         for name in candidate_names(model):
-            if provider is not None and (name, provider) in index:
-                return index[(name, provider)]
+            for p in providers:
+                if (name, p) in index:
+                    return index[(name, p)]
             if (name, None) in index:
                 return index[(name, None)]
             if provider is None:
