@@ -9,15 +9,15 @@ import typer
 from fabric_trace.analyzers.llm.report import BY_COLUMNS, LlmOptions, build_llm_report
 from fabric_trace.cli.errors import guarded, stderr_console
 from fabric_trace.cli.options import (
-    ConfigOption, DbOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
-    WorkflowOption, db_path, report_filter, write_report,
+    ConfigOption, DbOption, FormatOption, LakeOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
+    WorkflowOption, open_source, report_filter, write_report,
 )
 from fabric_trace.render.formats import OutputFormat
-from fabric_trace.service import open_analyzed
 
 
 def llm_command(
     db: Optional[str] = DbOption,
+    lake: Optional[str] = LakeOption,
     fmt: OutputFormat = FormatOption,
     by: str = typer.Option("model", "--by", metavar="COLUMN", help=f"Group calls by: {', '.join(BY_COLUMNS)}."),
     workflow: Optional[list[str]] = WorkflowOption,
@@ -32,6 +32,6 @@ def llm_command(
     err = stderr_console()
     with guarded(err):
         flt = report_filter(workflow, since, until, where)
-        with open_analyzed(db_path(db), config, lock_timeout=lock_timeout) as con:
+        with open_source(db, lake, config, lock_timeout) as con:
             report = build_llm_report(con, LlmOptions(by=by, top=top, filter=flt))
         write_report(report, fmt)

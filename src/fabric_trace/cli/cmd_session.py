@@ -9,15 +9,16 @@ import typer
 from fabric_trace.analyzers.llm.browse import list_sessions, show_session
 from fabric_trace.cli.errors import guarded, stderr_console
 from fabric_trace.cli.options import (
-    ConfigOption, DbOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, db_path, report_filter,
+    ConfigOption, DbOption, FormatOption, LakeOption, LockTimeoutOption, SinceOption, UntilOption, open_source,
+    report_filter,
     write_report,
 )
 from fabric_trace.render.formats import OutputFormat
-from fabric_trace.service import open_analyzed
 
 
 def ls_command(
     db: Optional[str] = DbOption,
+    lake: Optional[str] = LakeOption,
     fmt: OutputFormat = FormatOption,
     limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many sessions."),
     user: Optional[str] = typer.Option(None, "--user", metavar="USER_ID", help="Only this user's sessions."),
@@ -30,7 +31,7 @@ def ls_command(
     err = stderr_console()
     with guarded(err):
         flt = report_filter(None, since, until, None)
-        with open_analyzed(db_path(db), config, lock_timeout=lock_timeout) as con:
+        with open_source(db, lake, config, lock_timeout) as con:
             report = list_sessions(con, limit, user, flt.since_ns, flt.until_ns)
         write_report(report, fmt)
 
@@ -38,6 +39,7 @@ def ls_command(
 def show_command(
     session_id: str = typer.Argument(..., metavar="SESSION_ID", help="Session id (or a unique prefix)."),
     db: Optional[str] = DbOption,
+    lake: Optional[str] = LakeOption,
     fmt: OutputFormat = FormatOption,
     config: Optional[str] = ConfigOption,
     lock_timeout: float = LockTimeoutOption,
@@ -45,6 +47,6 @@ def show_command(
     """Show one session: its turns as a timeline, its LLM calls and cost, and its critical path across turns."""
     err = stderr_console()
     with guarded(err):
-        with open_analyzed(db_path(db), config, lock_timeout=lock_timeout) as con:
+        with open_source(db, lake, config, lock_timeout) as con:
             report = show_session(con, session_id)
         write_report(report, fmt)
