@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from fabric_trace.graph import analyze_trace, metrics_from_arrow
 from fabric_trace.graph.model import Repair, Segment, Span
-from fabric_trace.graph.repair import RepairedTrace
+from fabric_trace.graph.repair import RepairedTrace, TimeBounds
 
 COLUMNS = ("trace_id", "span_id", "parent_span_id", "kind", "start_ns", "end_ns",
            "service_name", "host", "status_code")
@@ -120,14 +120,15 @@ def brute_self_ns(rt: RepairedTrace, sid: str) -> int:
                if not any(rt.start[c] <= a and b <= rt.end[c] for c in rt.children[sid]))
 
 
-def reference_tables(spans: list[Span], max_clock_skew_ns: int | None) -> dict[str, list[tuple[Any, ...]]]:
+def reference_tables(spans: list[Span], max_clock_skew_ns: int | None,
+                     time_bounds: TimeBounds | None = None) -> dict[str, list[tuple[Any, ...]]]:
     """The reference results of several traces as sorted row tuples."""
     by_trace: dict[str, list[Span]] = {}
     for s in spans:
         by_trace.setdefault(s.trace_id, []).append(s)
     out: dict[str, list[tuple[Any, ...]]] = {"traces": [], "spans": [], "segments": [], "repairs": []}
     for tid in sorted(by_trace):
-        a = analyze_trace(by_trace[tid], max_clock_skew_ns=max_clock_skew_ns)
+        a = analyze_trace(by_trace[tid], max_clock_skew_ns=max_clock_skew_ns, time_bounds=time_bounds)
         f = a.facts
         out["traces"].append((f.trace_id, f.root_span_id, f.root_count, f.start_ns, f.end_ns,
                               f.duration_ns, f.root_duration_ns, f.span_count, f.error_count,
@@ -146,9 +147,10 @@ def _repair_row(r: Repair) -> tuple[Any, ...]:
             r.parent_service, r.count)
 
 
-def batch_tables(spans: list[Span], max_clock_skew_ns: int | None) -> dict[str, list[tuple[Any, ...]]]:
+def batch_tables(spans: list[Span], max_clock_skew_ns: int | None,
+                 time_bounds: TimeBounds | None = None) -> dict[str, list[tuple[Any, ...]]]:
     """The batch results as row tuples, in the batch's own order."""
-    mb = metrics_from_arrow(to_arrow(spans), max_clock_skew_ns=max_clock_skew_ns)
+    mb = metrics_from_arrow(to_arrow(spans), max_clock_skew_ns=max_clock_skew_ns, time_bounds=time_bounds)
     assert mb is not None
     return {name: [tuple(row.values()) for row in getattr(mb, name).to_pylist()]
             for name in ("traces", "spans", "segments", "repairs")}

@@ -39,7 +39,8 @@ def list_traces(con: duckdb.DuckDBPyConnection, flt: ReportFilter, limit: int = 
         rows.append({
             "trace_id": d["trace_id"], "root_name": d["root_name"], "workflow": d["workflow"],
             "start": _iso(d["start_ns"]), "start_ns": d["start_ns"],
-            "duration_ms": round(d["duration_ns"] / 1e6, 3), "spans": d["span_count"],
+            "duration_ms": None if d["duration_ns"] is None else round(d["duration_ns"] / 1e6, 3),
+            "spans": d["span_count"],
             "errors": d["error_count"], "services": list(d["services"] or []),
             "incomplete": d["incomplete"], "repaired": d["repaired"],
         })
@@ -92,13 +93,15 @@ def load_trace(con: duckdb.DuckDBPyConnection, trace_id: str) -> dict[str, Any]:
     tid = resolve_trace_id(con, trace_id)
     cur = con.execute(
         """
-        SELECT s.span_id, s.parent_span_id, s.name, s.service_name, s.role, s.kind, s.start_ns, s.end_ns,
+        -- times after the repairs (an impossible time is placed, docs/critical-path.md 1b)
+        SELECT s.span_id, s.parent_span_id, s.name, s.service_name, s.role, s.kind,
+               coalesce(m.adjusted_start_ns, s.start_ns) AS start_ns, coalesce(m.adjusted_end_ns, s.end_ns) AS end_ns,
                s.status_code, s.status_message, s.model, s.provider, s.input_tokens, s.output_tokens,
                s.cached_input_tokens, s.peer, m.self_ns, m.on_critical_path_ns, m.depth,
                CASE WHEN s.status_code = 'ERROR' OR s.events LIKE '%"exception"%' THEN s.events END AS events,
                json_extract_string(s.attributes, '$."error.type"') AS error_type
         FROM span_store s LEFT JOIN span_metrics m USING (trace_id, span_id)
-        WHERE s.trace_id = ? ORDER BY s.start_ns, s.span_id
+        WHERE s.trace_id = ? ORDER BY start_ns, s.span_id
         """,
         [tid],
     )

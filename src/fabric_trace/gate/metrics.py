@@ -193,7 +193,8 @@ def load_side(con: duckdb.DuckDBPyConnection, label: str, source: str) -> SideMe
     ).fetchall()
     n = len(rows)
     workflow = np.array([r[0] for r in rows], dtype=object)
-    duration_ms = np.array([(r[1] or 0) / 1e6 for r in rows], dtype=float)
+    # a trace with no plausible span time has no duration (NaN): never averaged in as 0
+    duration_ms = np.array([np.nan if r[1] is None else r[1] / 1e6 for r in rows], dtype=float)
     has_error = np.array([bool(r[2]) for r in rows], dtype=bool)
     incomplete_flags = np.array([bool(r[3]) for r in rows], dtype=bool)
     incomplete = int(incomplete_flags.sum())

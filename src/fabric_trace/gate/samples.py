@@ -156,15 +156,17 @@ def expand(spec: CheckSpec, base: SideMetrics, cand: SideMetrics,
 
 
 def sample_of(c: Concrete, side: SideMetrics) -> Sample:
-    sample = _sample_of(c, side)
-    sample.strata = side.workflow[side.mask(c.workflows)]
+    mask = side.mask(c.workflows)
+    if c.spec.metric in ("duration", "critical_path_share"):  # a trace of unknown extent (NaN) has no duration
+        mask = mask & ~np.isnan(side.duration_ms)
+    sample = _sample_of(c, side, mask)
+    sample.strata = side.workflow[mask]
     return sample
 
 
-def _sample_of(c: Concrete, side: SideMetrics) -> Sample:
-    mask = side.mask(c.workflows)
-    n = int(mask.sum())
+def _sample_of(c: Concrete, side: SideMetrics, mask: np.ndarray) -> Sample:
     name = c.spec.metric
+    n = int(mask.sum())
     if name == "duration":
         return Sample(n, values=side.duration_ms[mask])
     if name == "critical_path":

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fabric_trace.graph.kernel import MetricsBatch, SpanArrays, compute_bucket
+from fabric_trace.graph.repair import TimeBounds
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -156,6 +157,7 @@ def iter_trace_metrics(
     max_clock_skew_ns: int | None = None,
     unique: bool | None = None,
     carry: tuple[str, ...] = (),
+    time_bounds: TimeBounds | None = None,
 ) -> Iterator[MetricsBatch]:
     """Yield the metrics of all traces in ``table``, one bucket of traces at a time.
 
@@ -164,6 +166,7 @@ def iter_trace_metrics(
     detects clock skew only; an int adjusts offsets up to that magnitude.
     ``unique``: (trace_id, span_id) is known to be unique, so the deduplication
     is skipped; by default only for ``span_store`` (its primary key).
+    ``time_bounds``: treat implausible span times as unknown (repair 1b).
     """
     if not _IDENT.match(table):
         raise ValueError(f"not a table name: {table!r}")
@@ -190,7 +193,8 @@ def iter_trace_metrics(
             arrays = pending.result()
             if b + 1 < n_buckets:
                 pending = pool.submit(load, b + 1)
-            batch = None if arrays is None else compute_bucket(arrays, max_clock_skew_ns=max_clock_skew_ns)
+            batch = None if arrays is None else compute_bucket(arrays, max_clock_skew_ns=max_clock_skew_ns,
+                                                                 time_bounds=time_bounds)
             if b + 1 < n_buckets:
                 wait([pending])
             if batch is not None:
@@ -212,17 +216,20 @@ def compute_trace_metrics(
     n_buckets: int | None = None,
     max_clock_skew_ns: int | None = None,
     unique: bool | None = None,
+    time_bounds: TimeBounds | None = None,
 ) -> MetricsBatch | None:
     """Metrics of all traces of ``table`` as one :class:`MetricsBatch` (``None`` if empty).
 
     Use :func:`iter_trace_metrics` to keep memory bounded on a big store.
     """
     batches = list(iter_trace_metrics(con, table=table, n_buckets=n_buckets,
-                                      max_clock_skew_ns=max_clock_skew_ns, unique=unique))
+                                      max_clock_skew_ns=max_clock_skew_ns, unique=unique,
+                                      time_bounds=time_bounds))
     return concat_batches(batches) if batches else None
 
 
-def metrics_from_arrow(spans: pa.Table, *, max_clock_skew_ns: int | None = None) -> MetricsBatch | None:
+def metrics_from_arrow(spans: pa.Table, *, max_clock_skew_ns: int | None = None,
+                       time_bounds: TimeBounds | None = None) -> MetricsBatch | None:
     """Metrics of the spans in an Arrow table with ``span_store``'s column names.
 
     Needs trace_id, span_id, parent_span_id, kind, start_ns, end_ns,
@@ -232,6 +239,6 @@ def metrics_from_arrow(spans: pa.Table, *, max_clock_skew_ns: int | None = None)
     try:
         con.register("input_spans", spans)
         return compute_trace_metrics(con, table="input_spans", n_buckets=1, unique=False,
-                                     max_clock_skew_ns=max_clock_skew_ns)
+                                     max_clock_skew_ns=max_clock_skew_ns, time_bounds=time_bounds)
     finally:
         con.close()

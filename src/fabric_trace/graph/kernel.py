@@ -15,7 +15,7 @@ walk along the chosen children of each parent is a Python loop:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from fabric_trace.graph import arrays as ga
 from fabric_trace.graph import model as m
-from fabric_trace.graph.repair import skew_delta
+from fabric_trace.graph.repair import TimeBounds, skew_delta
 
 I64, Bool = ga.I64, ga.Bool
 
@@ -138,13 +138,60 @@ def _adjust_skew(a: SpanArrays, par: I64, end: I64, depth: I64, skewed: Bool, ma
     return shift
 
 
-def compute_bucket(a: SpanArrays, *, max_clock_skew_ns: int | None = None) -> MetricsBatch:
-    """All metrics for the traces of one bucket."""
+def _place_implausible(a: SpanArrays, b: TimeBounds, rec: _Records) -> tuple[SpanArrays, Bool]:
+    """Repair 1b (:func:`~fabric_trace.graph.repair.implausible_spans` and
+    :func:`~fabric_trace.graph.repair.place_unknown`, vectorised).
+
+    Returns the spans with the implausible ones placed, and per trace whether
+    any span has a plausible time.
+    """
+    s, e, tix, par = a.start, a.end, a.tix, a.parent
+    n_traces = int(tix[-1]) + 1
+    inside = (s >= b.min_ns) & (s < b.max_ns) & (e >= b.min_ns) & (e < b.max_ns)
+    idx = np.flatnonzero(inside)
+    o = idx[np.lexsort((s[idx], tix[idx]))]
+    cnt = np.bincount(tix[o], minlength=n_traces)
+    first = np.cumsum(cnt) - cnt
+    has_ref = cnt > 0
+    ref = np.zeros(n_traces, dtype=np.int64)
+    ref[has_ref] = s[o[first[has_ref] + (cnt[has_ref] - 1) // 2]]
+    lo = np.maximum(b.min_ns, ref - b.max_spread_ns)[tix]
+    hi = np.minimum(b.max_ns - 1, ref + b.max_spread_ns)[tix]
+    bad = ~has_ref[tix] | (s < lo) | (s > hi) | (e < lo) | (e > hi)
+    good = ~bad
+    known = np.bincount(tix[good], minlength=n_traces) > 0
+    if not bad.any():
+        return a, known
+    anchor = np.full(n_traces, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(anchor, tix[good], s[good])
+    kid = np.flatnonzero((par >= 0) & good)
+    kid = kid[bad[par[kid]]]
+    kmin = np.full(len(s), np.iinfo(np.int64).max, dtype=np.int64)
+    kmax = np.full(len(s), np.iinfo(np.int64).min, dtype=np.int64)
+    np.minimum.at(kmin, par[kid], s[kid])
+    np.maximum.at(kmax, par[kid], np.maximum(s[kid], e[kid]))
+    covers = np.zeros(len(s), dtype=bool)
+    covers[par[kid]] = True
+    pz = np.maximum(par, 0)
+    t = np.where((par >= 0) & good[pz], s[pz], np.where(known[tix], anchor[tix], s))
+    new_s = np.where(bad, np.where(covers, kmin, t), s)
+    new_e = np.where(bad, np.where(covers, kmax, t), e)
+    at = np.flatnonzero(bad)
+    rec.add(m.IMPLAUSIBLE_TIME, at, (s - new_s)[at])
+    return replace(a, start=new_s, end=new_e), known
+
+
+def compute_bucket(a: SpanArrays, *, max_clock_skew_ns: int | None = None,
+                   time_bounds: TimeBounds | None = None) -> MetricsBatch:
+    """All metrics for the traces of one bucket (``time_bounds``: repair 1b, see repair.TimeBounds)."""
     n = len(a.start)
     rows = np.arange(n, dtype=np.int64)
     rec = _Records([])
     at = np.flatnonzero(a.copies > 1)
     rec.add(m.DUPLICATE_SPAN_ID, at, count=a.copies[at])
+    known: Bool | None = None
+    if time_bounds is not None:
+        a, known = _place_implausible(a, time_bounds, rec)
     # 2. negative durations
     neg = a.end < a.start
     end = np.where(neg, a.start, a.end)
@@ -214,7 +261,7 @@ def compute_bucket(a: SpanArrays, *, max_clock_skew_ns: int | None = None) -> Me
     np.subtract.at(cp_ns, par[cpk], width[cpk])
     segments = _segments(a, jp.root, par, on_cp, cpk, ws, we)
     return MetricsBatch(
-        traces=_trace_table(a, jp, has_p, main_of_trace, start, end, orphan, rec),
+        traces=_trace_table(a, jp, has_p, main_of_trace, start, end, orphan, rec, known),
         spans=pa.table({
             "trace_id": a.trace_id, "span_id": a.span_id,
             "root_span_id": a.span_id.take(pa.array(jp.root)),
@@ -257,18 +304,23 @@ def _segments(a: SpanArrays, root: I64, par: I64, on_cp: Bool, cpk: I64, ws: I64
 
 
 def _trace_table(a: SpanArrays, jp: ga.Jumps, has_p: Bool, main: I64, start: I64, end: I64,
-                 orphan: Bool, rec: _Records) -> pa.Table:
+                 orphan: Bool, rec: _Records, known: Bool | None) -> pa.Table:
     bounds = ga.group_starts(a.tix)
     n_rep = np.zeros(len(bounds), dtype=np.int64)
     for _, at, _, _, _ in rec.rows:
         np.add.at(n_rep, a.tix[at], 1)
     t0, t1 = np.minimum.reduceat(start, bounds), np.maximum.reduceat(end, bounds)
+    unknown = None if known is None or known.all() else ~known  # no plausible time: extent unknown (NULL)
+
+    def times(values: I64) -> pa.Array:
+        return pa.array(values, type=pa.int64(), mask=unknown)
+
     return pa.table({
         "trace_id": a.trace_id.take(pa.array(bounds)),
         "root_span_id": a.span_id.take(pa.array(main)),
         "root_count": np.add.reduceat((~has_p).astype(np.int64), bounds),
-        "start_ns": t0, "end_ns": t1, "duration_ns": t1 - t0,
-        "root_duration_ns": end[main] - start[main],
+        "start_ns": times(t0), "end_ns": times(t1), "duration_ns": times(t1 - t0),
+        "root_duration_ns": times(end[main] - start[main]),
         "span_count": np.diff(np.append(bounds, len(a.tix))),
         "error_count": np.add.reduceat(a.error.astype(np.int64), bounds),
         "incomplete": np.add.reduceat(orphan.astype(np.int64), bounds) > 0,

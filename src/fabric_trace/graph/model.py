@@ -13,6 +13,7 @@ from typing import Any, Final
 
 #: Kinds of :class:`Repair` records, in the order the repairs are applied.
 DUPLICATE_SPAN_ID: Final = "duplicate_span_id"
+IMPLAUSIBLE_TIME: Final = "implausible_time"
 NEGATIVE_DURATION: Final = "negative_duration"
 ORPHAN: Final = "orphan"
 SELF_PARENT: Final = "self_parent"
@@ -26,6 +27,7 @@ CHILD_OUTSIDE_PARENT: Final = "child_outside_parent"
 
 REPAIR_KINDS: Final[tuple[str, ...]] = (
     DUPLICATE_SPAN_ID,
+    IMPLAUSIBLE_TIME,
     NEGATIVE_DURATION,
     ORPHAN,
     SELF_PARENT,
@@ -127,8 +129,8 @@ class Repair:
     """One repair or warning applied to a trace before analysis (never silent).
 
     The optional fields are filled where they mean something for ``kind``:
-    ``offset_ns`` is the clock-skew delta, the negative duration, or the ns
-    clipped off a child; ``count`` is the number of copies for duplicates.
+    ``offset_ns`` is the clock-skew delta, the negative duration, the ns
+    clipped off a child, or how far an implausible start was moved; ``count`` is the number of copies for duplicates.
     """
 
     trace_id: str
@@ -187,14 +189,14 @@ class TraceFacts:
     """Main root: earliest-starting parentless root (see docs/critical-path.md)."""
     root_count: int
     """Number of roots after repairs (parentless + orphans + cut cycles)."""
-    start_ns: int
-    """Earliest span start (after repairs)."""
-    end_ns: int
-    """Latest span end (after repairs)."""
-    duration_ns: int
-    """``end_ns - start_ns``: the end-to-end wall-clock time of the trace."""
-    root_duration_ns: int
-    """Duration of the main root (= its critical-path length)."""
+    start_ns: int | None
+    """Earliest span start (after repairs); ``None`` if no span of the trace has a plausible time."""
+    end_ns: int | None
+    """Latest span end (after repairs); ``None`` like ``start_ns``."""
+    duration_ns: int | None
+    """``end_ns - start_ns``: the end-to-end wall-clock time of the trace (``None``: unknown)."""
+    root_duration_ns: int | None
+    """Duration of the main root (= its critical-path length; ``None``: unknown)."""
     span_count: int
     """Distinct span ids."""
     error_count: int

@@ -29,7 +29,7 @@ from typing import Any
 
 from fabric_trace.graph import model as m
 from fabric_trace.graph.model import Segment, Span, SpanMetrics, TraceAnalysis, TraceFacts
-from fabric_trace.graph.repair import RepairedTrace, repair_trace
+from fabric_trace.graph.repair import RepairedTrace, TimeBounds, repair_trace
 
 SpanLike = Span | Mapping[str, Any]
 
@@ -121,13 +121,15 @@ def _self_ns(rt: RepairedTrace, span_id: str) -> int:
     return (pe - ps) - covered
 
 
-def analyze_trace(spans: Iterable[SpanLike], *, max_clock_skew_ns: int | None = None) -> TraceAnalysis:
+def analyze_trace(spans: Iterable[SpanLike], *, max_clock_skew_ns: int | None = None,
+                  time_bounds: TimeBounds | None = None) -> TraceAnalysis:
     """Repair one trace and compute its critical paths, per-span metrics and facts.
 
     ``max_clock_skew_ns``: ``None`` detects clock skew only; an int enables the
     adjustment (offsets larger in magnitude are reported, not applied).
+    ``time_bounds``: treat implausible times as unknown (repair 1b).
     """
-    rt = repair_trace(spans, max_clock_skew_ns=max_clock_skew_ns)
+    rt = repair_trace(spans, max_clock_skew_ns=max_clock_skew_ns, time_bounds=time_bounds)
     paths = {r: tuple(_walk(rt, r)) for r in rt.roots}
     on_cp = dict.fromkeys(rt.spans, 0)
     for segs in paths.values():
@@ -153,10 +155,10 @@ def analyze_trace(spans: Iterable[SpanLike], *, max_clock_skew_ns: int | None = 
         trace_id=rt.trace_id,
         root_span_id=main,
         root_count=len(rt.roots),
-        start_ns=t0,
-        end_ns=t1,
-        duration_ns=t1 - t0,
-        root_duration_ns=rt.end[main] - rt.start[main],
+        start_ns=t0 if rt.time_known else None,
+        end_ns=t1 if rt.time_known else None,
+        duration_ns=t1 - t0 if rt.time_known else None,
+        root_duration_ns=rt.end[main] - rt.start[main] if rt.time_known else None,
         span_count=len(rt.spans),
         error_count=sum(1 for s in rt.spans.values() if s.status_code == "ERROR"),
         incomplete=any(r.kind in m.INCOMPLETE_KINDS for r in rt.repairs),

@@ -3,6 +3,7 @@
 The order matters and is the one documented in docs/critical-path.md:
 
 1. duplicate span ids    -- keep one copy (needs nothing)
+1b. implausible times    -- (only with ``time_bounds``) the span's time becomes unknown
 2. negative durations    -- end < start becomes zero-length at start
 3. orphans               -- missing parent: the span becomes a root (trace incomplete)
 4. self-parents, cycles  -- cut the edge into the earliest-starting span of the cycle
@@ -100,6 +101,72 @@ def clip_excess(ps: int, pe: int, cs: int, ce: int) -> int | None:
     return max(0, ps - cs) + max(0, ce - pe)
 
 
+@dataclass(frozen=True)
+class TimeBounds:
+    """When a span's recorded time cannot be right (docs/critical-path.md, repair 1b).
+
+    A span's time is implausible when its start or end lies outside
+    ``[min_ns, max_ns)``, or more than ``max_spread_ns`` away from the trace's
+    reference start: the lower median of the starts of the trace's spans
+    whose start and end are both inside ``[min_ns, max_ns)``.
+    """
+
+    min_ns: int = 946_684_800 * 10**9
+    """2000-01-01T00:00:00Z."""
+    max_ns: int = 4_102_444_800 * 10**9
+    """2100-01-01T00:00:00Z."""
+    max_spread_ns: int = 7 * 86_400 * 10**9
+    """7 days."""
+
+
+#: The bounds the latency analyzer applies to every stored trace.
+PLAUSIBLE_TIMES = TimeBounds()
+
+
+def implausible_spans(start: Mapping[str, int], end: Mapping[str, int], bounds: TimeBounds) -> set[str]:
+    """Span ids of one trace whose time is implausible under ``bounds`` (see :class:`TimeBounds`)."""
+    inside = sorted(start[s] for s in start
+                    if bounds.min_ns <= start[s] < bounds.max_ns and bounds.min_ns <= end[s] < bounds.max_ns)
+    if not inside:
+        return set(start)
+    ref = inside[(len(inside) - 1) // 2]
+    lo, hi = max(bounds.min_ns, ref - bounds.max_spread_ns), min(bounds.max_ns - 1, ref + bounds.max_spread_ns)
+    return {s for s in start if not (lo <= start[s] <= hi and lo <= end[s] <= hi)}
+
+
+def place_unknown(
+    bad: set[str], start: Mapping[str, int], end: Mapping[str, int], parent_of: Mapping[str, str | None]
+) -> dict[str, tuple[int, int]]:
+    """The (start, end) given to each span of ``bad`` (its time is unknown).
+
+    It covers its direct children whose times are plausible, from their
+    earliest start to their latest end (an end before its start counts as the
+    start), if it has any; otherwise it is zero-length at its parent's start
+    when the parent's time is plausible, else zero-length at the trace's
+    earliest plausible start. With no plausible span at all it is zero-length
+    at its own start. ``parent_of`` maps each span to the parent it names
+    (``None``, or an id not in the trace, for none).
+    """
+    kids: dict[str, list[str]] = {}
+    for sid, p in parent_of.items():
+        if p is not None and p != sid and p in bad and sid not in bad:
+            kids.setdefault(p, []).append(sid)
+    good = [start[s] for s in start if s not in bad]
+    anchor = min(good) if good else None
+    out: dict[str, tuple[int, int]] = {}
+    for sid in bad:
+        if sid in kids:
+            out[sid] = (min(start[k] for k in kids[sid]), max(max(start[k], end[k]) for k in kids[sid]))
+            continue
+        p = parent_of.get(sid)
+        if p is not None and p in start and p not in bad:
+            t = start[p]
+        else:
+            t = start[sid] if anchor is None else anchor
+        out[sid] = (t, t)
+    return out
+
+
 @dataclass
 class RepairedTrace:
     """A trace after the repairs: a forest with adjusted times (mutable scratch)."""
@@ -116,6 +183,8 @@ class RepairedTrace:
     depth: dict[str, int]
     root_of: dict[str, str]
     repairs: list[Repair]
+    time_known: bool = True
+    """False when no span of the trace has a plausible time (its extent is unknown)."""
 
     @property
     def main_root(self) -> str:
@@ -129,13 +198,15 @@ class RepairedTrace:
 
 
 def repair_trace(
-    spans: Iterable[Span | Mapping[str, Any]], *, max_clock_skew_ns: int | None = None
+    spans: Iterable[Span | Mapping[str, Any]], *, max_clock_skew_ns: int | None = None,
+    time_bounds: TimeBounds | None = None,
 ) -> RepairedTrace:
     """Apply the repairs 1-7 to one trace and return the repaired forest.
 
     ``max_clock_skew_ns``: ``None`` only detects clock skew; an int enables the
-    adjustment of offsets up to that magnitude. Raises ``ValueError`` for an
-    empty input or spans of several traces.
+    adjustment of offsets up to that magnitude. ``time_bounds``: also treat
+    implausible times as unknown (repair 1b; ``None``: every time is taken as
+    recorded). Raises ``ValueError`` for an empty input or spans of several traces.
     """
     items = m.coerce_spans(spans)
     if not items:
@@ -157,13 +228,27 @@ def repair_trace(
         if len(copies) > 1:
             repairs.append(Repair(tid, m.DUPLICATE_SPAN_ID, sid, kept.parent_span_id or None, count=len(copies)))
 
-    # 2. negative durations
+    # 1b. implausible times: the span's time is unknown and it is placed where it cannot distort timing
     start = {sid: s.start_ns for sid, s in by_id.items()}
+    raw_end = {sid: s.end_ns for sid, s in by_id.items()}
+    known = True
+    if time_bounds is not None:
+        bad = implausible_spans(start, raw_end, time_bounds)
+        known = len(bad) < len(start)
+        if bad:
+            placed = place_unknown(bad, start, raw_end, {sid: s.parent_span_id or None for sid, s in by_id.items()})
+            for sid in sorted(bad):
+                s = by_id[sid]
+                repairs.append(Repair(tid, m.IMPLAUSIBLE_TIME, sid, s.parent_span_id or None,
+                                      s.start_ns - placed[sid][0]))
+                start[sid], raw_end[sid] = placed[sid]
+
+    # 2. negative durations
     end: dict[str, int] = {}
     for sid, s in by_id.items():
-        end[sid] = s.end_ns if s.end_ns >= s.start_ns else s.start_ns
-        if s.end_ns < s.start_ns:
-            repairs.append(Repair(tid, m.NEGATIVE_DURATION, sid, s.parent_span_id or None, s.end_ns - s.start_ns))
+        end[sid] = raw_end[sid] if raw_end[sid] >= start[sid] else start[sid]
+        if raw_end[sid] < start[sid]:
+            repairs.append(Repair(tid, m.NEGATIVE_DURATION, sid, s.parent_span_id or None, raw_end[sid] - start[sid]))
 
     # 3. orphans and self-parents
     parent: dict[str, str | None] = {}
@@ -262,4 +347,4 @@ def repair_trace(
             repairs.append(Repair(tid, m.CHILD_CLIPPED, v, p, excess))
 
     repairs.sort(key=Repair.sort_key)
-    return RepairedTrace(tid, by_id, parent, start, end, shift, children, roots, depth, root_of, repairs)
+    return RepairedTrace(tid, by_id, parent, start, end, shift, children, roots, depth, root_of, repairs, known)

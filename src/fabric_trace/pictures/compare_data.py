@@ -63,10 +63,10 @@ def scope_workflows(label: str, known: set[str]) -> tuple[str, ...] | None:
 
 
 def _durations(con: duckdb.DuckDBPyConnection, wfs: tuple[str, ...] | None) -> np.ndarray:
-    sql = "SELECT duration_ns FROM traces"
+    sql = "SELECT duration_ns FROM traces WHERE duration_ns IS NOT NULL"  # unknown extent: left out
     params: list[Any] = []
     if wfs is not None:
-        sql += f" WHERE workflow IN ({', '.join('?' for _ in wfs)})"
+        sql += f" AND workflow IN ({', '.join('?' for _ in wfs)})"
         params = list(wfs)
     return np.array([r[0] for r in con.execute(sql, params).fetchall()], dtype=np.float64)
 
@@ -86,7 +86,7 @@ def _side(con: duckdb.DuckDBPyConnection, wfs: tuple[str, ...] | None, durations
     if n:
         p50 = float(np.quantile(durations, 0.5))
         tid = con.execute("SELECT trace_id FROM traces JOIN _html_sel USING (trace_id) "
-                          "ORDER BY abs(duration_ns - ?), trace_id LIMIT 1", [p50]).fetchone()[0]
+                          "ORDER BY abs(duration_ns - ?) NULLS LAST, trace_id LIMIT 1", [p50]).fetchone()[0]
         drawn = waterfalls(con, {tid: ["median"]}, HtmlOptions())
         median = drawn[0] if drawn else None
     con.execute("DROP TABLE IF EXISTS _html_sel")

@@ -89,15 +89,19 @@ def workflows(con: duckdb.DuckDBPyConnection, bins: int) -> list[dict[str, Any]]
                quantile_cont(duration_ns, 0.5) AS p50_ns, quantile_cont(duration_ns, 0.95) AS p95_ns,
                quantile_cont(duration_ns, 0.99) AS p99_ns, min(duration_ns) AS min_ns, max(duration_ns) AS max_ns,
                min(start_ns) AS first_ns, max(start_ns) AS last_ns
-        FROM traces JOIN _html_sel USING (trace_id) GROUP BY workflow ORDER BY p95_ns DESC, workflow""")
+        FROM traces JOIN _html_sel USING (trace_id) GROUP BY workflow
+        HAVING count(duration_ns) > 0  -- traces of unknown extent are left out (docs/critical-path.md, 1b)
+        ORDER BY p95_ns DESC, workflow""")
     hist = _rows(con, f"""
-        WITH t AS (SELECT workflow, greatest(duration_ns, 1) AS d FROM traces JOIN _html_sel USING (trace_id)),
+        WITH t AS (SELECT workflow, greatest(duration_ns, 1) AS d FROM traces JOIN _html_sel USING (trace_id)
+                   WHERE duration_ns IS NOT NULL),
         r AS (SELECT workflow, ln(min(d)) AS lo, ln(max(d)) AS hi FROM t GROUP BY workflow)
         SELECT workflow, least({bins - 1}, CASE WHEN hi > lo THEN floor((ln(d) - lo) / (hi - lo) * {bins})::BIGINT
                                              ELSE 0 END) AS bin, count(*) AS n, min(lo) AS lo, min(hi) AS hi
         FROM t JOIN r USING (workflow) GROUP BY ALL ORDER BY workflow, bin""")
     over_time = _rows(con, """
-        WITH t AS (SELECT workflow, start_ns, duration_ns FROM traces JOIN _html_sel USING (trace_id)),
+        WITH t AS (SELECT workflow, start_ns, duration_ns FROM traces JOIN _html_sel USING (trace_id)
+                   WHERE duration_ns IS NOT NULL),
         r AS (SELECT workflow, min(start_ns) AS lo, max(start_ns) AS hi FROM t GROUP BY workflow)
         SELECT workflow, least(19, CASE WHEN hi > lo THEN floor((start_ns - lo) / (hi - lo) * 20)::BIGINT ELSE 0 END)
                AS bucket, count(*) AS n, quantile_cont(duration_ns, 0.5) AS p50_ns,
@@ -106,7 +110,7 @@ def workflows(con: duckdb.DuckDBPyConnection, bins: int) -> list[dict[str, Any]]
     by_role = _rows(con, """
         WITH tr AS (SELECT t.trace_id, t.workflow, t.root_span_id, t.duration_ns,
                            t.duration_ns >= quantile_cont(t.duration_ns, 0.95) OVER (PARTITION BY t.workflow) AS slow
-                    FROM traces t JOIN _html_sel USING (trace_id)),
+                    FROM traces t JOIN _html_sel USING (trace_id) WHERE t.duration_ns IS NOT NULL),
         seg AS (SELECT tr.workflow, tr.trace_id, tr.slow, s.role, c.duration_ns
                 FROM critical_path c JOIN tr ON c.trace_id = tr.trace_id AND c.root_span_id = tr.root_span_id
                 JOIN span_store s ON s.trace_id = c.trace_id AND s.span_id = c.span_id),
@@ -206,10 +210,10 @@ def pick_traces(con: duckdb.DuckDBPyConnection, wfs: list[dict[str, Any]], kinds
     for w in wfs:
         row = con.execute("""
             SELECT trace_id FROM traces JOIN _html_sel USING (trace_id) WHERE workflow = ?
-            ORDER BY abs(duration_ns - ?), trace_id LIMIT 1""", [w["workflow"], w["p50_ns"]]).fetchone()
+            ORDER BY abs(duration_ns - ?) NULLS LAST, trace_id LIMIT 1""", [w["workflow"], w["p50_ns"]]).fetchone()
         add(row[0] if row else None, f"median of {w['workflow']}")
     slow = con.execute("""SELECT trace_id, workflow FROM traces JOIN _html_sel USING (trace_id)
-                          ORDER BY duration_ns DESC, trace_id LIMIT ?""", [opt.slowest]).fetchall()
+                          ORDER BY duration_ns DESC NULLS LAST, trace_id LIMIT ?""", [opt.slowest]).fetchall()
     for rank, (tid, wf) in enumerate(slow, 1):
         add(tid, f"slowest #{rank}")
     for k in kinds:

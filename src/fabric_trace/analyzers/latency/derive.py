@@ -24,6 +24,7 @@ from fabric_trace.analyzers.contract import Derived, Partition, sql_kernel
 from fabric_trace.analyzers.latency.config import max_skew, workflow_sql
 from fabric_trace.analyzers.latency.findings import repair_findings
 from fabric_trace.graph import iter_trace_metrics
+from fabric_trace.graph.repair import PLAUSIBLE_TIMES
 
 #: The kernel's per-trace rows, before the root span's facts are joined in.
 _RAW_DDL = """
@@ -65,7 +66,8 @@ def derive_sql(con: duckdb.DuckDBPyConnection, config: Any) -> None:
     """Fill the latency tables (``sql/tables.sql``) and repair findings from ``span_store`` on ``con``."""
     con.execute(_RAW_DDL)
     carry = ("name", "role", "model")
-    for batch in iter_trace_metrics(con, max_clock_skew_ns=max_skew(config), carry=carry):
+    for batch in iter_trace_metrics(con, max_clock_skew_ns=max_skew(config), carry=carry,
+                                    time_bounds=PLAUSIBLE_TIMES):
         _append(con, "latency_traces_raw", batch.traces,
                 ["trace_id", "root_span_id", "root_count", "start_ns", "end_ns", "duration_ns",
                  "root_duration_ns", "span_count", "error_count", "incomplete", "repair_count"])
