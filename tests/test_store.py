@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from fabric_trace.errors import DatabaseBusy, DatabaseError, NotADatabase, SchemaError, UsageError
-from fabric_trace.query import run_read_only
+from fabric_trace.service import run_query
 from fabric_trace.store import db as store
 
 
@@ -67,7 +67,7 @@ def test_second_writer_waits_then_reports_busy(db_path: str) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         t0 = time.monotonic()
-        with pytest.raises(DatabaseBusy, match=r"locked by another fabric process \(held by PID \d+\)"):
+        with pytest.raises(DatabaseBusy, match=r"locked by another process \(PID \d+: [^)]*python"):
             store.connect(db_path, lock_timeout=0.6)
         assert time.monotonic() - t0 >= 0.5
     finally:
@@ -97,7 +97,7 @@ def test_second_writer_waits_then_reports_busy(db_path: str) -> None:
 def test_query_is_read_only(db_path: str, sql: str) -> None:
     store.connect(db_path).close()
     with pytest.raises(UsageError):
-        run_read_only(db_path, sql)
+        run_query(db_path, sql)
 
 
 def test_query_refusals_exit_2_and_never_download_an_extension(db_path: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -118,11 +118,11 @@ def test_query_refusals_exit_2_and_never_download_an_extension(db_path: str, tmp
 def test_query_cannot_read_files(db_path: str) -> None:
     store.connect(db_path).close()
     with pytest.raises(UsageError, match="SQL error"):
-        run_read_only(db_path, "SELECT * FROM read_csv('/etc/passwd')")
+        run_query(db_path, "SELECT * FROM read_csv('/etc/passwd')")
 
 
 def test_query_returns_rows(db_path: str) -> None:
     store.connect(db_path).close()
-    cols, rows = run_read_only(db_path, "SELECT key, value FROM fabric_meta WHERE key = 'schema_version'")
+    cols, rows = run_query(db_path, "SELECT key, value FROM fabric_meta WHERE key = 'schema_version'")
     assert cols == ["key", "value"]
     assert rows == [("schema_version", store.SCHEMA_VERSION)]

@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     DATA = 65  # input data unusable (nothing could be loaded, or --strict with quarantined records)
     NO_INPUT = 66  # input path missing or unreadable
     UNAVAILABLE = 69  # fabric collect cannot listen on the address (in use, not permitted); Spark/Java missing
+    INTERNAL = 70  # a bug in fabric (EX_SOFTWARE)
     ENGINE = 71  # the analysis engine (Spark) failed while running; no derived table written
     CANNOT_WRITE = 73  # cannot write an output file
     DB_ERROR = 74  # database corrupt, I/O error, disk full
@@ -108,6 +109,12 @@ class SchemaError(DatabaseError):
     """The database was written by an incompatible version of fabric."""
 
 
+class InternalError(FabricError):
+    """A fault inside fabric (a bug), reported as such: never blamed on the input."""
+
+    exit_code = ExitCode.INTERNAL
+
+
 class Interrupted(FabricError):
     """The user interrupted the command (Ctrl-C)."""
 
@@ -137,3 +144,22 @@ class EngineFailed(FabricError):
     no derived table was written."""
 
     exit_code = ExitCode.ENGINE
+    INTERNAL = 70  # a bug in fabric (EX_SOFTWARE)
+
+
+def write_failure(what: str, exc: BaseException, *, hint: str | None = None) -> DatabaseError:
+    """A :class:`DatabaseError` for a failed write that names the cause first.
+
+    DuckDB reports a full disk deep inside its message (``Failed to commit:
+    Could not write file ...: No space left on device``); the message starts
+    with the cause so that it is the first thing read.
+    """
+    text = str(exc)
+    low = text.lower()
+    if "no space left on device" in low or "disk full" in low or "disk is full" in low:
+        cause, default_hint = "no space left on device", "free disk space, then run the command again"
+    elif "read-only file system" in low or "permission denied" in low:
+        cause, default_hint = "the database file cannot be written", "check the file's permissions and mount"
+    else:
+        cause, default_hint = "database error", None
+    return DatabaseError(f"{what} failed: {cause} ({text})", hint=hint or default_hint)

@@ -1,7 +1,7 @@
 """``fabric query``: one read-only SQL statement against the store.
 
-The connection is opened read-only, external access (files, network, ATTACH,
-COPY TO) is switched off and locked, and only a single SELECT-like statement
+The store is only read (:func:`fabric_trace.service.open_for_reading`),
+external access (files, network, ATTACH, COPY TO, extensions) is switched off and locked, and only a single SELECT-like statement
 is accepted, so a query can neither modify the database nor touch files.
 """
 
@@ -11,7 +11,6 @@ from typing import Any
 
 import duckdb
 
-from fabric_trace import interrupts
 from fabric_trace.errors import DatabaseError, UsageError
 from fabric_trace.store import db as store
 
@@ -24,17 +23,12 @@ def _statement_type(st: Any) -> str:
     return name.upper().replace("STATEMENTTYPE.", "").replace("_STATEMENT", "")
 
 
-def run_read_only(db_path: str, sql: str, *, lock_timeout: float = store.DEFAULT_LOCK_TIMEOUT,
+def run_read_only(con: duckdb.DuckDBPyConnection, sql: str, *,
                   max_rows: int | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run ``sql`` read-only; returns (column names, rows)."""
-    ensure_fresh(db_path, lock_timeout)
-    con = store.connect(db_path, read_only=True, lock_timeout=lock_timeout)
-    try:
-        interrupts.pause_point("read")
-        store.harden_read_only(con)
-        return execute_read_only(con, sql, max_rows=max_rows)
-    finally:
-        con.close()
+    """Run ``sql`` on ``con`` (a store opened for reading, see :func:`fabric_trace.service.open_for_reading`);
+    returns (column names, rows). The connection is hardened first (no files, network or extensions)."""
+    store.harden_read_only(con)
+    return execute_read_only(con, sql, max_rows=max_rows)
 
 
 def execute_read_only(con: duckdb.DuckDBPyConnection, sql: str, *,
@@ -66,22 +60,3 @@ def execute_read_only(con: duckdb.DuckDBPyConnection, sql: str, *,
     except duckdb.Error as exc:
         raise DatabaseError(f"query failed: {exc}") from None
     return cols, rows
-
-
-def ensure_fresh(db_path: str, lock_timeout: float) -> None:
-    """Recompute derived tables first if the data changed since they were computed."""
-    from fabric_trace.analyzers.engine import is_stale, refresh
-    from fabric_trace.config import load_config
-
-    config = load_config()
-    con = store.connect(db_path, read_only=True, lock_timeout=lock_timeout)
-    try:
-        stale = is_stale(con, config)
-    finally:
-        con.close()
-    if stale:
-        con = store.connect(db_path, lock_timeout=lock_timeout)
-        try:
-            refresh(con, config)
-        finally:
-            con.close()

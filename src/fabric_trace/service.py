@@ -6,11 +6,13 @@ or exits.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from typing import Any
 
 from fabric_trace import interrupts
 from fabric_trace.config import load_config
+from fabric_trace.errors import DatabaseError
 from fabric_trace.ingest.limits import Limits
 from fabric_trace.ingest.pipeline import IngestOptions, IngestSummary, ingest
 from fabric_trace.store import db as store
@@ -41,7 +43,14 @@ def run_ingest(
     try:
         summary = ingest(con, db_path, paths, options, progress)
         if analyze and summary.total("spans_ingested"):
-            refresh_derived(con, config)
+            try:
+                refresh_derived(con, config)
+            except DatabaseError as exc:  # the spans are committed: report them, then the failure
+                exc.message += (f"; the {summary.total('spans_ingested'):,} new span(s) are committed and "
+                                "reports compute the derived tables in memory until `fabric analyze` stores them")
+                exc.hint = ("free disk space, then run: " if "no space left" in exc.message else "run: ") + \
+                    f"fabric analyze --db {shlex.quote(db_path)}"
+                summary.analysis_error = exc
         return summary
     finally:
         con.close()
@@ -73,11 +82,20 @@ def refresh_derived(con: Any, config: Any) -> None:
     refresh(con, config)
 
 
-def run_query(db_path: str, sql: str, *, lock_timeout: float = store.DEFAULT_LOCK_TIMEOUT) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run one read-only SQL statement; returns (column names, rows)."""
+def run_query(db_path: str, sql: str, *, lock_timeout: float = store.DEFAULT_LOCK_TIMEOUT,
+              notify: Callable[[str], None] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one read-only SQL statement; returns (column names, rows).
+
+    The database is only read: stale derived tables are computed in memory
+    (:func:`open_for_reading`, with the default config) and ``notify`` is told so.
+    """
     from fabric_trace.query import run_read_only
 
-    return run_read_only(db_path, sql, lock_timeout=lock_timeout)
+    con = open_for_reading(db_path, None, lock_timeout=lock_timeout, notify=notify)
+    try:
+        return run_read_only(con, sql)
+    finally:
+        con.close()
 
 
 _UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
@@ -173,12 +191,17 @@ def analyze_lake_spark(root: str, config_path: str | None, *, master: str | None
 class _Analyzed:
     """Context manager: an open store whose derived tables are fresh."""
 
-    def __init__(self, path: str, config_path: str | None, lock_timeout: float, adjust_skew: str | None) -> None:
+    def __init__(self, path: str, config_path: str | None, lock_timeout: float, adjust_skew: str | None,
+                 write: bool, notify: Callable[[str], None] | None) -> None:
         self.path, self.config_path, self.lock_timeout, self.adjust_skew = path, config_path, lock_timeout, adjust_skew
+        self.write, self.notify = write, notify
         self.con: Any = None
 
     def __enter__(self) -> Any:
         config = analysis_config(self.config_path, self.adjust_skew)
+        if not self.write:
+            self.con = open_for_reading(self.path, config, lock_timeout=self.lock_timeout, notify=self.notify)
+            return self.con
         self.con = store.connect(self.path, lock_timeout=self.lock_timeout, create=False)
         try:
             interrupts.pause_point("read")
@@ -194,9 +217,61 @@ class _Analyzed:
 
 
 def open_analyzed(path: str, config_path: str | None = None, *, lock_timeout: float = store.DEFAULT_LOCK_TIMEOUT,
-                  adjust_skew: str | None = None) -> _Analyzed:
-    """Open the store at ``path`` and bring its derived tables up to date."""
-    return _Analyzed(path, config_path, lock_timeout, adjust_skew)
+                  adjust_skew: str | None = None, write: bool = False,
+                  notify: Callable[[str], None] | None = None) -> _Analyzed:
+    """Open the store at ``path`` with up-to-date derived tables.
+
+    By default the store is only read (:func:`open_for_reading`); ``write=True``
+    (``fabric analyze``, ``fabric demo``) opens it for writing and stores the
+    refreshed tables.
+    """
+    return _Analyzed(path, config_path, lock_timeout, adjust_skew, write, notify)
+
+
+def _stale_reason(con: Any) -> str:
+    """Why the stored derived tables do not fit (on a connection where :func:`is_stale` is true)."""
+    meta = dict(con.execute("SELECT key, value FROM fabric_meta").fetchall())
+    if "derived_version" not in meta:
+        return "the derived tables (call graphs, findings) have not been computed yet"
+    if meta.get("derived_version") != meta.get("data_version"):
+        return "traces were ingested since the derived tables (call graphs, findings) were computed"
+    return "the stored derived tables were computed with another configuration or fabric version"
+
+
+def open_for_reading(path: str, config: Any, *, lock_timeout: float = store.DEFAULT_LOCK_TIMEOUT,
+                     notify: Callable[[str], None] | None = None) -> Any:
+    """A connection to the store whose derived tables match its data, the analyzers and ``config``.
+
+    The file is never written. When the stored derived tables are fresh, the
+    store is opened read-only (:func:`fabric_trace.store.db.open_readonly`);
+    otherwise they are recomputed in memory over the store attached read-only
+    (:func:`fabric_trace.store.db.open_overlay`) and ``notify`` is told why
+    and how to store them (``fabric analyze``). ``config=None`` accepts the
+    stored tables whatever config computed them; stale ones are then recomputed
+    with the default config (:func:`fabric_trace.config.load_config`).
+    """
+    from fabric_trace.analyzers.engine import is_stale, refresh
+
+    con = store.open_readonly(path, lock_timeout=lock_timeout)
+    try:
+        interrupts.pause_point("read")
+        if not is_stale(con, config):
+            return con
+        why = _stale_reason(con)
+    except BaseException:
+        con.close()
+        raise
+    con.close()
+    con = store.open_overlay(path, lock_timeout=lock_timeout)
+    try:
+        refresh(con, load_config(None) if config is None else config, force=True)
+    except BaseException:
+        con.close()
+        raise
+    if notify is not None:
+        notify(f"{why}; computed them in memory for this command (the database is not changed). "
+               f"To store them: fabric analyze --db {shlex.quote(path)}")
+    return con
 
 
 def demo_paths(workdir: str) -> list[str]:
@@ -227,7 +302,7 @@ def demo_reports(db_path: str) -> dict[str, Any]:
     from fabric_trace.analyzers import registry
     from fabric_trace.model import ReportFilter
 
-    with open_analyzed(db_path) as con:
+    with open_analyzed(db_path, write=True) as con:
         return {a.name: a.report.build(con, ReportFilter()) for a in registry().values() if a.report is not None}
 
 

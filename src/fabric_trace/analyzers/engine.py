@@ -39,7 +39,7 @@ import pyarrow as pa
 from fabric_trace import interrupts
 from fabric_trace.analyzers import registry
 from fabric_trace.analyzers.contract import FINDINGS_DDL, Analyzer, Derived, Partition, StoreStats
-from fabric_trace.errors import DatabaseError
+from fabric_trace.errors import write_failure
 from fabric_trace.model import FINDING_COLUMNS
 
 #: Spans per partition batch (whole traces: a bigger trace or session is a batch of its own).
@@ -112,7 +112,7 @@ def refresh(con: duckdb.DuckDBPyConnection, config: Any, *, force: bool = False,
         con.execute("COMMIT")
     except duckdb.Error as exc:
         _rollback(con)
-        raise DatabaseError(f"computing derived tables failed: {exc}") from None
+        raise write_failure("computing the derived tables", exc) from None
     except BaseException:
         _rollback(con)
         raise

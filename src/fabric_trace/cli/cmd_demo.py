@@ -88,7 +88,8 @@ def analyze_command(
         if engine == Engine.spark or lake is not None:
             _analyze_spark(err, engine, lake, master, conf, config, adjust_skew)
             return
-        with open_analyzed(db_path(db), config, lock_timeout=lock_timeout, adjust_skew=adjust_skew) as con:
+        with open_analyzed(db_path(db), config, lock_timeout=lock_timeout, adjust_skew=adjust_skew,
+                           write=True) as con:
             n = con.execute("SELECT count(*) FROM traces").fetchone()[0]
             f = con.execute("SELECT count(*) FROM findings").fetchone()[0]
         err.print(Text(f"analyzed {n:,} traces; {f:,} findings"))

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from fabric_trace.cli.errors import guarded, stderr_console
+from fabric_trace.cli.errors import guarded, notifier, stderr_console
 from fabric_trace.cli.options import (
     ConfigOption, DbOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption, WorkflowOption, db_path,
     report_filter,
@@ -55,7 +55,8 @@ def export_command(
         flt = report_filter(workflow, since, until, where)
         if trace_id is not None and (workflow or since or until or where or limit):
             raise UsageError("give either a TRACE or filters (--workflow/--since/--until/--where/--limit), not both")
-        with open_analyzed(db_path(db), config, lock_timeout=lock_timeout) as con:
+        with open_analyzed(db_path(db), config, lock_timeout=lock_timeout,
+                           notify=notifier(err)) as con:
             data, traces, spans = export_traces(con, fmt, trace_id=trace_id, flt=flt, limit=limit)
         write_output(out, data, fmt.value)
         err.print(f"exported {traces:,} trace{'s' if traces != 1 else ''} ({spans:,} spans) as {fmt.value}"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
-from fabric_trace.cli.errors import guarded, stderr_console
+from fabric_trace.cli.errors import guarded, notifier, stderr_console
 from fabric_trace.cli.options import (
     ConfigOption, DbOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption, WorkflowOption, db_path,
     report_filter,
@@ -45,7 +45,7 @@ def html_command(
     with guarded(err):
         flt = report_filter(workflow, since, until, where)
         opt = HtmlOptions(filter=flt, slowest=slowest, max_waterfalls=waterfalls, title=title)
-        with open_analyzed_for(db, config, lock_timeout) as con:
+        with open_analyzed_for(db, config, lock_timeout, err) as con:
             page = build_html_report(con, opt, filter_text(workflow, since, until, where))
         data = page.html.encode("utf-8")
         write_output(out, data, "HTML")
@@ -53,7 +53,7 @@ def html_command(
                   + ("" if out == "-" else f" -> {out}"), markup=False, highlight=False)
 
 
-def open_analyzed_for(db: str | None, config: str | None, lock_timeout: float):  # type: ignore[no-untyped-def]
+def open_analyzed_for(db: str | None, config: str | None, lock_timeout: float, err: Any):  # type: ignore[no-untyped-def]
     from fabric_trace.service import open_analyzed
 
-    return open_analyzed(db_path(db), config, lock_timeout=lock_timeout)
+    return open_analyzed(db_path(db), config, lock_timeout=lock_timeout, notify=notifier(err))

@@ -42,6 +42,8 @@ def ingest_command(
         _print_summary(err, summary)
         if json_out:
             write_stdout(json.dumps(summary.as_dict(), sort_keys=True))
+        if summary.analysis_error is not None:  # after the summary: what was committed is said first
+            raise summary.analysis_error
         raise typer.Exit(int(_exit_code(summary, strict)))
 
 

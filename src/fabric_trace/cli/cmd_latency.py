@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from fabric_trace.analyzers.latency.report import BY_COLUMNS, LatencyOptions, build_latency_report
-from fabric_trace.cli.errors import guarded, stderr_console
+from fabric_trace.cli.errors import guarded, notifier, stderr_console
 from fabric_trace.cli.options import (
     ConfigOption, DbOption, LakeOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
     WorkflowOption, open_source, report_filter, write_report,
@@ -34,6 +34,7 @@ def latency_command(
     err = stderr_console()
     with guarded(err):
         flt = report_filter(workflow, since, until, where)
-        with open_source(db, lake, config, lock_timeout, adjust_skew) as con:
+        with open_source(db, lake, config, lock_timeout, adjust_skew,
+                         notify=notifier(err)) as con:
             report = build_latency_report(con, LatencyOptions(by=by, top=top, filter=flt))
         write_report(report, fmt)

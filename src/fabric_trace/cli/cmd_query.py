@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from fabric_trace.cli.errors import guarded, stderr_console
+from fabric_trace.cli.errors import guarded, notifier, stderr_console
 from fabric_trace.cli.options import DbOption, FormatOption, LakeOption, LockTimeoutOption, db_path, write_rows
 from fabric_trace.render.formats import OutputFormat
 from fabric_trace.service import run_lake_query, run_query
@@ -25,6 +25,6 @@ def query_command(
         if lake is not None:
             cols, rows = run_lake_query(lake, sql)
         else:
-            cols, rows = run_query(db_path(db), sql, lock_timeout=lock_timeout)
+            cols, rows = run_query(db_path(db), sql, lock_timeout=lock_timeout, notify=notifier(err))
         write_rows(cols, rows, fmt)
         err.print(f"{len(rows):,} row(s)")

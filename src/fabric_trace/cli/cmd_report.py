@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 
 from fabric_trace.analyzers.contract import Analyzer
-from fabric_trace.cli.errors import guarded, stderr_console
+from fabric_trace.cli.errors import guarded, notifier, stderr_console
 from fabric_trace.cli.options import (
     ConfigOption, DbOption, LakeOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
     WorkflowOption, open_source, report_filter, write_report,
@@ -40,7 +40,7 @@ def generic_command(analyzer: Analyzer) -> Callable[..., None]:
         err = stderr_console()
         with guarded(err):
             flt = report_filter(workflow, since, until, where)
-            with open_source(db, lake, config, lock_timeout) as con:
+            with open_source(db, lake, config, lock_timeout, notify=notifier(err)) as con:
                 report = spec.build(con, flt)
             write_report(report, fmt)
 

@@ -9,7 +9,7 @@ import typer
 
 from fabric_trace.browse import list_traces, load_trace, span_detail, span_report, trace_report
 from fabric_trace.cli.color import use_color
-from fabric_trace.cli.errors import guarded, stderr_console
+from fabric_trace.cli.errors import guarded, notifier, stderr_console
 from fabric_trace.cli.options import (
     ConfigOption, DbOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
     WorkflowOption, db_path, report_filter, terminal_width, write_renderables, write_report,
@@ -34,7 +34,8 @@ def ls_command(
     err = stderr_console()
     with guarded(err):
         flt = report_filter(workflow, since, until, where)
-        with open_analyzed(db_path(db), config, lock_timeout=lock_timeout) as con:
+        with open_analyzed(db_path(db), config, lock_timeout=lock_timeout,
+                           notify=notifier(err)) as con:
             report = list_traces(con, flt, limit)
         write_report(report, fmt)
 
@@ -54,7 +55,8 @@ def show_command(
     """Show one trace: what failed (status, exception), the tree with the critical path, LLM calls, findings."""
     err = stderr_console()
     with guarded(err):
-        with open_analyzed(db_path(db), config, lock_timeout=lock_timeout) as con:
+        with open_analyzed(db_path(db), config, lock_timeout=lock_timeout,
+                           notify=notifier(err)) as con:
             if span is not None:
                 report = span_report(span_detail(con, trace_id, span))
                 trace = None

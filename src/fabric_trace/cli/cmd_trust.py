@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from fabric_trace.analyzers.trust.report import TrustOptions, build_trust_report, trust_map
-from fabric_trace.cli.errors import guarded, stderr_console
+from fabric_trace.cli.errors import guarded, notifier, stderr_console
 from fabric_trace.cli.options import (
     ConfigOption, DbOption, LakeOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
     WorkflowOption, open_source, report_filter, write_report, write_stdout,
@@ -60,7 +60,7 @@ def trust_command(
     err = stderr_console()
     with guarded(err):
         flt = report_filter(workflow, since, until, where)
-        with open_source(db, lake, config, lock_timeout) as con:
+        with open_source(db, lake, config, lock_timeout, notify=notifier(err)) as con:
             if map_fmt is not None:
                 text = render_map(trust_map(con, flt), map_fmt)
                 report = None

@@ -16,12 +16,12 @@ from rich.text import Text
 
 from fabric_trace import interrupts
 from fabric_trace.cli.color import console_options
-from fabric_trace.errors import ExitCode, FabricError, Interrupted
+from fabric_trace.errors import ExitCode, FabricError, InternalError, Interrupted
 
 T = TypeVar("T")
 
 #: Exit code for a bug in fabric itself (EX_SOFTWARE).
-INTERNAL_ERROR = 70
+INTERNAL_ERROR = int(ExitCode.INTERNAL)
 
 
 def stderr_console() -> Console:
@@ -36,6 +36,17 @@ def _hint(exc: FabricError) -> str | None:
     from fabric_trace.cli.options import fabric_command
 
     return f"{exc.hint} {fabric_command(*exc.command)}" if exc.hint else fabric_command(*exc.command)
+
+
+def notifier(console: Console) -> Callable[[str], None]:
+    """A callback that prints a library notice (e.g. stale derived tables) as a note on ``console``."""
+
+    def notify(message: str) -> None:
+        line = Text("note: ", style="yellow")
+        line.append(message)  # plain text, never parsed as markup
+        console.print(line)
+
+    return notify
 
 
 def _emit(console: Console, label: str, message: str, hint: str | None) -> None:
@@ -67,7 +78,10 @@ def guarded(console: Console | None = None) -> Iterator[None]:
             # whatever is unwinding after Ctrl-C ("Query interrupted", an aborted transaction) is the interrupt
             _interrupted(console, exc.message if isinstance(exc, Interrupted) else None)
         if isinstance(exc, FabricError):
-            _emit(console, "error", exc.message, _hint(exc))
+            internal = isinstance(exc, InternalError)
+            _emit(console, "internal error" if internal else "error", exc.message, _hint(exc))
+            if internal and os.environ.get("FABRIC_DEBUG") == "1":
+                console.print(Text("".join(traceback.format_exception(exc.__cause__ or exc))))
             raise typer.Exit(int(exc.exit_code)) from None
         if isinstance(exc, duckdb.Error):
             _emit(console, "error", f"database error: {exc}", None)

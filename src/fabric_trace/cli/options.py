@@ -30,7 +30,7 @@ ConfigOption = typer.Option(
 )
 LockTimeoutOption = typer.Option(
     DEFAULT_LOCK_TIMEOUT, "--lock-timeout", min=0.0, metavar="SECONDS",
-    help="Seconds to wait for another fabric process holding the database.",
+    help="Seconds to wait while another process is writing the database.",
 )
 
 
@@ -39,14 +39,14 @@ _db_in_use: list[str] = []
 
 
 def open_source(db: str | None, lake: str | None, config: str | None, lock_timeout: float,
-                adjust_skew: str | None = None) -> Any:
+                adjust_skew: str | None = None, *, notify: Any = None) -> Any:
     """The analysed data a report reads: the lake at ``lake`` (its derived tables must be fresh), or the
-    database (derived tables refreshed first)."""
+    database, only read (stale derived tables computed in memory; ``notify`` is told so)."""
     from fabric_trace.service import open_analyzed, open_lake_analyzed
 
     if lake is not None:
         return open_lake_analyzed(lake, config, adjust_skew=adjust_skew)
-    return open_analyzed(db_path(db), config, lock_timeout=lock_timeout, adjust_skew=adjust_skew)
+    return open_analyzed(db_path(db), config, lock_timeout=lock_timeout, adjust_skew=adjust_skew, notify=notify)
 
 
 def db_path(value: str | None) -> str:

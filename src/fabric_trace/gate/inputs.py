@@ -2,17 +2,15 @@
 
 ``--baseline`` and ``--candidate`` each name either one fabric DuckDB file or
 any number of trace files / directories / globs. Trace files are ingested into
-a database in a temporary directory (removed afterwards); a database is opened
-in place and its derived tables are brought up to date with the same config
-as the other side, so both are analysed by the same rules. A database that
-cannot be written (read-only file or directory) is copied to the temporary
-directory first.
+a database in a temporary directory (removed afterwards); a database is only
+read, never changed: if its derived tables do not match its data or the config
+of the other side they are recomputed in memory, so both are analysed by the
+same rules (a read-only file or mount works).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -106,13 +104,11 @@ class Sides:
         real = os.path.realpath(path)
         con = self._opened.get(real)
         if con is None:
-            target = path
-            if not (os.access(path, os.W_OK) and os.access(os.path.dirname(real) or ".", os.W_OK)):
-                target = os.path.join(self._tmpdir(), f"{label}.duckdb")
-                shutil.copyfile(path, target)
-            con = store.connect(target, lock_timeout=self.lock_timeout, create=False)
+            # Only read: stale derived tables are recomputed in memory, the file never changes.
+            from fabric_trace.service import open_for_reading
+
+            con = open_for_reading(path, self.config, lock_timeout=self.lock_timeout)
             self._stack.callback(con.close)
-            _analyse(con, self.config)
             self._opened[real] = con
         _require_traces(con, path)
         return Side(label, path, "database", con)

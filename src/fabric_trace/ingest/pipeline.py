@@ -39,7 +39,7 @@ import duckdb
 import pyarrow as pa
 
 from fabric_trace import interrupts
-from fabric_trace.errors import DatabaseError, FabricError, InputError, Interrupted
+from fabric_trace.errors import DatabaseError, FabricError, InputError, InternalError, Interrupted, write_failure
 from fabric_trace.ingest.batch import SpanBatch
 from fabric_trace.ingest.limits import Limits
 from fabric_trace.ingest.normalize import Projection, compile_projection
@@ -86,6 +86,8 @@ class IngestSummary:
     traces: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    #: The error that stopped the analysis after the spans were committed (the spans are kept).
+    analysis_error: FabricError | None = None
 
     def total(self, key: str) -> int:
         return sum(int(getattr(f, key)) for f in self.files)
@@ -228,6 +230,20 @@ class _FlushingBatch(SpanBatch):
     def flush(self) -> None:
         interrupts.pause_point("ingest-batch")
         interrupts.check()
+        try:
+            self._flush()
+        except (FabricError, KeyCollision, duckdb.Error, KeyboardInterrupt):
+            raise
+        except OSError as exc:
+            raise write_failure(f"writing {self._path}", exc) from exc
+        except Exception as exc:  # noqa: BLE001 - the write side failed: never blamed on the input
+            # Decoders call this method; without the wrapper the record being decoded
+            # would be quarantined with this (internal) error as its reason.
+            raise InternalError(f"writing {self._path} failed: internal error {type(exc).__name__}: {exc}",
+                                hint="the file was rolled back; this is a bug in fabric: rerun with "
+                                     "FABRIC_DEBUG=1 and report it") from exc
+
+    def _flush(self) -> None:
         job = _Job(
             spans_rejected=self.spans_rejected,
             records_rejected=sum(1 for r in self.rejections if r.action == "rejected"),
@@ -511,8 +527,10 @@ def _attempt(con: duckdb.DuckDBPyConnection, writer: StoreWriter, src: Source, o
     except duckdb.Error as exc:
         _quiesce(background)
         _rollback(con)
-        raise DatabaseError(f"writing {src.path} failed: {exc}",
-                            hint="the file was rolled back; the database keeps the files committed before it") from None
+        raise write_failure(f"writing {src.path}", exc,
+                            hint="the file was rolled back; the database keeps the files committed before it"
+                            + ("; free disk space, then run the command again"
+                               if "no space left" in str(exc).lower() else "")) from None
     except BaseException:
         _quiesce(background)
         _rollback(con)

@@ -3,16 +3,25 @@
 DuckDB allows one writer process per file and has no busy timeout: a second
 process gets ``IOException: Could not set lock on file ...`` at once, for
 read-only opens too. :func:`connect` retries until ``lock_timeout`` and then
-raises :class:`~fabric_trace.errors.DatabaseBusy` naming the holder's PID.
+raises :class:`~fabric_trace.errors.DatabaseBusy` naming the holding process
+(PID and command line, fabric or not).
+
+Reading commands never write: :func:`open_readonly` opens the file read-only
+(any number of readers share it), and :func:`open_overlay` gives an in-memory
+connection over the store attached read-only, where stale derived tables can be
+recomputed for one command without touching the file.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import tempfile
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
@@ -24,7 +33,15 @@ SCHEMA_VERSION = "2"
 DEFAULT_DB = "fabric.duckdb"
 DEFAULT_LOCK_TIMEOUT = 10.0
 
-_LOCK_RE = re.compile(r"\(PID (?P<pid>\d+)\)")
+T = TypeVar("T")
+
+_LOCK_RE = re.compile(r"(?:held in (?P<prog>.*?) )?\(PID (?P<pid>\d+)\)")
+
+#: Catalog name of the store inside an overlay connection (:func:`open_overlay`).
+OVERLAY_CATALOG = "fabric_store"
+
+#: The tables ``schema.sql`` creates: the ingested data. Every other table is derived.
+BASE_TABLES = ("fabric_meta", "files", "resources", "scopes", "span_store", "quarantine")
 
 #: Bytes 8-11 of every DuckDB database file.
 DUCKDB_MAGIC = b"DUCK"
@@ -99,12 +116,32 @@ def _sql_resource(name: str) -> str:
     return resources.files("fabric_trace.store").joinpath(name).read_text(encoding="utf-8")
 
 
-def _open(path: str, read_only: bool, lock_timeout: float) -> duckdb.DuckDBPyConnection:
+def _holder(text: str) -> str:
+    """``" (PID n: command line)"`` of the lock holder named in DuckDB's message, or ``""``."""
+    m = _LOCK_RE.search(text)
+    if not m:
+        return ""
+    pid = m.group("pid")
+    what = m.group("prog") or ""
+    try:  # the holder's command line says what it is (fabric or not); best effort
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+        what = " ".join(a.decode("utf-8", "replace") for a in argv if a) or what
+    except OSError:
+        pass
+    what = "".join(ch if ch.isprintable() else "?" for ch in what)
+    if len(what) > 80:
+        what = what[:79] + "…"
+    return f" (PID {pid}: {what})" if what else f" (PID {pid})"
+
+
+def _retry_lock(path: str, lock_timeout: float, attempt: Callable[[], T]) -> T:
+    """Call ``attempt`` until it stops failing on DuckDB's file lock, up to ``lock_timeout`` s."""
     deadline = time.monotonic() + max(0.0, lock_timeout)
     delay = 0.05
     while True:
         try:
-            return duckdb.connect(path, read_only=read_only, config=_CONNECT_CONFIG)
+            return attempt()
         except duckdb.IOException as exc:
             text = str(exc)
             if "lock" not in text.lower():
@@ -113,13 +150,11 @@ def _open(path: str, read_only: bool, lock_timeout: float) -> duckdb.DuckDBPyCon
                     hint="check the path; a damaged file is never deleted by fabric",
                 ) from None
             if time.monotonic() >= deadline:
-                m = _LOCK_RE.search(text)
-                holder = f" (held by PID {m.group('pid')})" if m and m.group("pid") else ""
                 snapshot = snapshot_path_for(path)
                 hint = (f"if `fabric collect` is writing it, read its latest snapshot: --db {snapshot}"
-                        if os.path.exists(snapshot) else "wait for the other ingest to finish, or raise --lock-timeout")
+                        if os.path.exists(snapshot) else "wait for that process to finish, or raise --lock-timeout")
                 raise DatabaseBusy(
-                    f"database {path} is locked by another fabric process{holder}; "
+                    f"database {path} is locked by another process{_holder(text)}; "
                     f"gave up after {lock_timeout:g} s",
                     hint=hint,
                 ) from None
@@ -127,6 +162,81 @@ def _open(path: str, read_only: bool, lock_timeout: float) -> duckdb.DuckDBPyCon
             delay = min(delay * 2, 0.5)
         except duckdb.Error as exc:
             raise DatabaseError(f"cannot open database {path}: {exc}") from None
+
+
+def _open(path: str, read_only: bool, lock_timeout: float) -> duckdb.DuckDBPyConnection:
+    return _retry_lock(path, lock_timeout,
+                       lambda: duckdb.connect(path, read_only=read_only, config=_CONNECT_CONFIG))
+
+
+def _require_file(path: str) -> None:
+    """Refuse a path that is not an existing DuckDB database (nothing is created or touched)."""
+    check_db_path(path)
+    if not Path(path).exists():
+        raise DatabaseError(
+            f"database {path} does not exist",
+            hint="ingest traces first:", command=("trace", "ingest", "PATH"),
+        )
+
+
+def open_readonly(path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+                  ) -> duckdb.DuckDBPyConnection:
+    """Open the existing store read-only: the file's bytes are never changed.
+
+    Works on a read-only file or mount; any number of readers may hold it at
+    once (a writer still excludes them: retried up to ``lock_timeout``).
+    TEMP tables may be created on the connection.
+    """
+    path = os.fspath(path)
+    _require_file(path)
+    con = _open(path, True, lock_timeout)
+    try:
+        check_schema(con, path)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def open_overlay(path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+                 ) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection over the store attached read-only, without its derived tables.
+
+    The ingested data (:data:`BASE_TABLES`) is visible under its usual names
+    (views over the attached file; ``fabric_meta`` is copied so a refresh can
+    record its versions) with the documented views over it. Derived tables are
+    absent: a refresh on this connection computes them in memory (spilling to a
+    private temporary directory). The file itself is never written.
+    """
+    path = os.fspath(path)
+    _require_file(path)
+    con = duckdb.connect(":memory:", config=_CONNECT_CONFIG)
+    try:
+        quoted = path.replace("'", "''")
+        _retry_lock(path, lock_timeout,
+                    lambda: con.execute(f"ATTACH '{quoted}' AS {OVERLAY_CATALOG} (READ_ONLY)"))
+        spill = os.path.join(tempfile.gettempdir(), f"fabric-overlay-{os.getpid()}.tmp")
+        con.execute(f"SET temp_directory = '{spill.replace(chr(39), chr(39) * 2)}'")
+        try:
+            have = {r[0] for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main'",
+                [OVERLAY_CATALOG]).fetchall()}
+            if "fabric_meta" not in have:
+                raise SchemaError(f"{path} is not a fabric database (no fabric_meta table)",
+                                  hint="point --db at a file written by `fabric trace ingest`")
+            con.execute("CREATE TABLE fabric_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+            con.execute(f"INSERT INTO fabric_meta SELECT key, value FROM {OVERLAY_CATALOG}.main.fabric_meta")
+            check_schema(con, path)
+            for table in BASE_TABLES[1:]:
+                if table in have:
+                    con.execute(f"CREATE VIEW {table} AS SELECT * FROM {OVERLAY_CATALOG}.main.{table}")
+            con.execute(_sql_resource("views.sql"))
+        except duckdb.Error as exc:
+            raise DatabaseError(f"cannot read database {path}: {exc}") from None
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def connect(
@@ -142,12 +252,8 @@ def connect(
     """
     path = os.fspath(path)
     check_db_path(path)
-    exists = path == ":memory:" or Path(path).exists()
-    if not exists and (read_only or not create):
-        raise DatabaseError(
-            f"database {path} does not exist",
-            hint="ingest traces first:", command=("trace", "ingest", "PATH"),
-        )
+    if path != ":memory:" and (read_only or not create):
+        _require_file(path)
     con = _open(path, read_only, lock_timeout)
     try:
         if read_only:
