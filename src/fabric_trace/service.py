@@ -25,6 +25,7 @@ def run_ingest(
     config_path: str | None = None,
     lock_timeout: float = store.DEFAULT_LOCK_TIMEOUT,
     max_decompressed: int | None = None,
+    max_line: int | None = None,
     batch_spans: int = 50_000,
     analyze: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
@@ -37,7 +38,8 @@ def run_ingest(
     store.check_db_path(db_path)
     check_inputs(paths)
     config = load_config(config_path)
-    limits = Limits() if max_decompressed is None else Limits(max_decompressed_bytes=max_decompressed)
+    limits = Limits(**{k: v for k, v in (("max_decompressed_bytes", max_decompressed),
+                                         ("max_line_bytes", max_line)) if v is not None})
     options = IngestOptions(limits=limits, batch_spans=batch_spans, projection=config.projection())
     con = store.connect(db_path, lock_timeout=lock_timeout)
     try:

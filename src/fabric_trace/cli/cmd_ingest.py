@@ -27,6 +27,8 @@ def ingest_command(
     lock_timeout: float = LockTimeoutOption,
     max_decompressed_mb: int = typer.Option(1024, "--max-decompressed-mb", min=1, metavar="MB",
                                             help="Refuse a compressed input that expands beyond this size."),
+    max_line_mb: int = typer.Option(64, "--max-line-mb", min=1, metavar="MB",
+                                    help="Quarantine a JSON line longer than this, unread (the rest of the file loads)."),
     batch_spans: int = typer.Option(50_000, "--batch-spans", min=100, metavar="N", help="Spans per write batch."),
     no_analyze: bool = typer.Option(False, "--no-analyze", help="Skip refreshing the derived tables."),
 ) -> None:
@@ -36,7 +38,8 @@ def ingest_command(
         with _progress(err) as on_progress:
             summary = run_ingest(
                 db_path(db), paths, config_path=config, lock_timeout=lock_timeout,
-                max_decompressed=max_decompressed_mb * 1024 * 1024, batch_spans=batch_spans,
+                max_decompressed=max_decompressed_mb * 1024 * 1024, max_line=max_line_mb * 1024 * 1024,
+                batch_spans=batch_spans,
                 analyze=not no_analyze, progress=on_progress,
             )
         _print_summary(err, summary)
