@@ -144,6 +144,73 @@ def test_newline_bombs_are_refused_at_the_cap(kind: str, prefix: bytes) -> None:
     assert time.perf_counter() - t0 < 15
 
 
+#: Bombs of many tiny records: each record costs the decoder microseconds, so capping only
+#: while decoding would take minutes per 16 MiB (hours at the 1 GiB default).
+TINY_RECORDS = {
+    "framed-empty-requests": b"\x00\x00\x00\x02\x0a\x00",  # Collector frames of empty resourceSpans
+    "raw-empty-resource-spans": b"\x0a\x00",
+    "empty-spans-jsonl": b'{"resourceSpans":[{"scopeSpans":[{"spans":[{}]}]}]}\n',  # one rejected span each
+    "empty-objects-jsonl": b"{}\n",
+}
+
+
+def _members(fill: bytes, total: int, kind: str) -> bytes:
+    """``total`` bytes of ``fill`` repeated, as one gzip member / zstd frame per MiB (built in milliseconds)."""
+    chunk = fill * ((1 << 20) // len(fill))
+    one = gzip.compress(chunk, 1) if kind == "gzip" else zstandard.ZstdCompressor().compress(chunk)
+    return one * (total // len(chunk) + 1)
+
+
+@pytest.mark.parametrize("kind", ["gzip", "zstd"])
+@pytest.mark.parametrize("record", sorted(TINY_RECORDS))
+def test_bombs_of_tiny_records_are_refused_before_decoding(tmp_path: Path, kind: str, record: str) -> None:
+    path = tmp_path / "bomb"
+    path.write_bytes(_members(TINY_RECORDS[record], 96 * MIB, kind))
+    batch = SpanBatch()
+    t0 = time.perf_counter()
+    with path.open("rb") as f, pytest.raises(InputError, match="decompressed size exceeds"):
+        decode_stream(f, "bomb", batch, Limits(max_decompressed_bytes=64 * MIB), decode_json_value, decode_otlp_line)
+    assert time.perf_counter() - t0 < 10  # measured before, not after ~10 M records
+    assert not batch.spans and not batch.rejections  # nothing decoded, nothing quarantined
+
+
+def test_a_tiny_record_bomb_is_refused_fast_through_the_cli_and_stdin(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.bin.gz"
+    path.write_bytes(_members(TINY_RECORDS["framed-empty-requests"], 96 * MIB, "gzip"))
+    for args, stdin in (([str(path)], None), (["-"], path.read_bytes())):
+        t0 = time.perf_counter()
+        res = CliRunner().invoke(app, ["trace", "ingest", *args, "--db", str(tmp_path / "b.duckdb"),
+                                       "--max-decompressed-mb", "64", "--no-analyze"], input=stdin)
+        assert res.exit_code == 65, res.stderr
+        assert "decompressed size exceeds 67108864 bytes" in res.stderr
+        assert time.perf_counter() - t0 < 15
+
+
+def test_measuring_first_keeps_a_genuine_compressed_file_whole(tmp_path: Path) -> None:
+    """The size check rewinds the file: the records, the label and the file's hash are those of one pass."""
+    import hashlib
+
+    raw = b"".join(orjson.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span(i)]}]}]}) + b"\n"
+                   for i in range(50))
+    path = tmp_path / "ok.jsonl.gz"
+    path.write_bytes(gzip.compress(raw))
+    batch = SpanBatch()
+    with path.open("rb") as f:
+        label = decode_stream(f, "ok", batch, Limits(max_decompressed_bytes=len(raw)), decode_json_value,
+                              decode_otlp_line)
+    assert label == "otlp-jsonl+gzip" and len(batch.spans) == 50
+    db = tmp_path / "ok.duckdb"
+    res = CliRunner().invoke(app, ["trace", "ingest", str(path), "--db", str(db), "--json", "--no-analyze"])
+    assert res.exit_code == 0, res.stderr
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT sha256 FROM files").fetchone()[0] == hashlib.sha256(path.read_bytes()).hexdigest()
+    finally:
+        con.close()
+
+
 # ------------------------------------------------------------------ invalid UTF-8
 
 

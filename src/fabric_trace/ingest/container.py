@@ -79,8 +79,53 @@ def decode_stream(
         raise InputError(f"cannot decode input ({type(exc).__name__}: {exc})") from exc
 
 
+class _Problems:
+    """A sink for :func:`check_decompressed_size`: the normal pass records the problems."""
+
+    def reject(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def check_decompressed_size(stream: BinaryIO, name: str, limits: Limits) -> None:
+    """Refuse a compressed ``stream`` that expands beyond ``max_decompressed_bytes``, before decoding.
+
+    Only for a seekable stream (a file): its compression layers (up to 3) are
+    decompressed once, at the speed of zlib/zstd, with the output counted and
+    dropped; past the cap :class:`InputError` is raised at once, whatever the
+    bytes hold (so a bomb of millions of tiny records is refused in seconds, not
+    after decoding each of them). The stream is then rewound. A stream that is
+    not compressed, or cannot seek (a pipe), is left to the cap applied while
+    decoding. A :class:`~fabric_trace.ingest.sources.HashingReader` is measured
+    through the stream it wraps, so the hash still sees the input once.
+    """
+    stream = getattr(stream, "unhashed", stream)
+    try:
+        if not stream.seekable():
+            return
+        start = stream.tell()
+    except (AttributeError, OSError, ValueError):
+        return
+    try:
+        src = Stream(source_reader(stream, name))
+        layers = 0
+        while layers < 3:
+            head = src.peek(len(ZSTD_MAGIC))
+            if head.startswith(GZIP_MAGIC):
+                src = Stream(GzipReader(src, name, _Problems(), limits.max_decompressed_bytes).read)
+            elif head.startswith(ZSTD_MAGIC):
+                src = Stream(ZstdReader(src, name, _Problems(), limits.max_decompressed_bytes).read)
+            else:
+                break
+            layers += 1
+        while layers and src.read_upto(CHUNK):
+            pass
+    finally:
+        stream.seek(start)
+
+
 def _decode(stream: BinaryIO, name: str, sink: Any, limits: Limits, json_decoder: Callable[..., str],
             line_decoder: LineDecoder | None) -> str:
+    check_decompressed_size(stream, name, limits)
     base = src = Stream(source_reader(stream, name))
     suffix = ""
     layer = 0

@@ -163,6 +163,12 @@ class HashingReader:
         self.sha = _BackgroundSha256()
         self.size = 0
 
+    @property
+    def unhashed(self) -> BinaryIO:
+        """The wrapped stream, to read past the hash before reading through this reader
+        (:func:`~fabric_trace.ingest.container.check_decompressed_size` measures and rewinds it)."""
+        return self._raw
+
     def read(self, n: int = -1) -> bytes:
         data = self._raw.read(n)
         self.sha.update(data)
@@ -280,6 +286,15 @@ class _Unclosed(_Reader):
 
     def read(self, n: int = -1) -> bytes:
         return self._f.read(n)
+
+    def seekable(self) -> bool:  # the spool is a file: a compressed input can be measured first
+        return True
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
 
 
 class _Chain(_Reader):
