@@ -223,6 +223,25 @@ def test_bad_utf8_in_a_json_document_is_repaired() -> None:
     assert rep.action == "repaired" and "invalid UTF-8" in rep.reason and f"byte {at} " in rep.reason
 
 
+@pytest.mark.parametrize("flavour", ["jaeger", "zipkin"])
+def test_bad_utf8_in_jaeger_and_zipkin_is_repaired(flavour: str) -> None:
+    tid, sid = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
+    if flavour == "jaeger":
+        doc: Any = {"data": [{"traceID": tid, "spans": [{
+            "traceID": tid, "spanID": sid, "operationName": "opXX", "startTime": 1767225600000000,
+            "duration": 1000, "processID": "p1", "references": [], "tags": []}],
+            "processes": {"p1": {"serviceName": "svc", "tags": []}}}]}
+    else:
+        doc = [{"traceId": tid, "id": sid, "name": "opXX", "timestamp": 1767225600000000, "duration": 1000,
+                "localEndpoint": {"serviceName": "svc"}}]
+    data = json.dumps(doc).encode().replace(b"opXX", b"op\xff1")
+    label, batch = run(data)
+    assert label.startswith(flavour) and names(batch) == ["op\ufffd1"] and batch.spans_rejected == 0
+    (rep,) = batch.rejections
+    at = data.index(b"\xff")
+    assert rep.action == "repaired" and f"at byte {at} replaced with U+FFFD" in rep.reason
+
+
 def test_lone_surrogate_escape_is_repaired() -> None:
     line = orjson.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span(0)]}]}]}).replace(b'"op0"', b'"op\\ud800"')
     _, batch = run(line + b"\n")
