@@ -217,7 +217,7 @@ class _FlushingBatch(SpanBatch):
 
     def end_group(self) -> None:
         if len(self.trace_id) >= self._stage_at:
-            self._stage()
+            self._write_side(self._stage)
             if self._staged >= self._limit:
                 self.flush()
 
@@ -230,8 +230,12 @@ class _FlushingBatch(SpanBatch):
     def flush(self) -> None:
         interrupts.pause_point("ingest-batch")
         interrupts.check()
+        self._write_side(self._flush)
+
+    def _write_side(self, step: Callable[[], None]) -> None:
+        """Run a write-side ``step``; a fault in it is never blamed on the record being decoded."""
         try:
-            self._flush()
+            step()
         except (FabricError, KeyCollision, duckdb.Error, KeyboardInterrupt):
             raise
         except OSError as exc:
