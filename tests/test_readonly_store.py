@@ -68,7 +68,8 @@ def _reading_commands(db: Path, trace_id: str) -> list[list[str]]:
         ["report", "locality", *d], ["query", "SELECT count(*) FROM findings", *d],
         ["gate", "--baseline", str(db), "--candidate", str(db)],
         ["trace", "export", trace_id, "--format", "jaeger", "--out", "-", *d],
-        ["report", "html", "--out", "-", *d], ["diff", str(db), str(db)],
+        ["report", "html", "--out", "-", *d], ["diff", str(db), str(db)], ["report", "llm", *d],
+        ["session", "ls", *d],
     ]
 
 

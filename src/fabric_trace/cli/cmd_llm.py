@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from fabric_trace.analyzers.llm.report import BY_COLUMNS, LlmOptions, build_llm_report
-from fabric_trace.cli.errors import guarded, stderr_console
+from fabric_trace.cli.errors import guarded, notifier, stderr_console
 from fabric_trace.cli.options import (
     ConfigOption, DbOption, FormatOption, LakeOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
     WorkflowOption, open_source, report_filter, write_report,
@@ -32,6 +32,6 @@ def llm_command(
     err = stderr_console()
     with guarded(err):
         flt = report_filter(workflow, since, until, where)
-        with open_source(db, lake, config, lock_timeout) as con:
+        with open_source(db, lake, config, lock_timeout, notify=notifier(err)) as con:
             report = build_llm_report(con, LlmOptions(by=by, top=top, filter=flt))
         write_report(report, fmt)

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from fabric_trace.analyzers.llm.browse import list_sessions, show_session
-from fabric_trace.cli.errors import guarded, stderr_console
+from fabric_trace.cli.errors import guarded, notifier, stderr_console
 from fabric_trace.cli.options import (
     ConfigOption, DbOption, FormatOption, LakeOption, LockTimeoutOption, SinceOption, UntilOption, open_source,
     report_filter,
@@ -31,7 +31,7 @@ def ls_command(
     err = stderr_console()
     with guarded(err):
         flt = report_filter(None, since, until, None)
-        with open_source(db, lake, config, lock_timeout) as con:
+        with open_source(db, lake, config, lock_timeout, notify=notifier(err)) as con:
             report = list_sessions(con, limit, user, flt.since_ns, flt.until_ns)
         write_report(report, fmt)
 
@@ -47,6 +47,6 @@ def show_command(
     """Show one session: its turns as a timeline, its LLM calls and cost, and its critical path across turns."""
     err = stderr_console()
     with guarded(err):
-        with open_source(db, lake, config, lock_timeout) as con:
+        with open_source(db, lake, config, lock_timeout, notify=notifier(err)) as con:
             report = show_session(con, session_id)
         write_report(report, fmt)
