@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 
 from fabric_trace.analyzers import registry
 from fabric_trace.analyzers.contract import FINDINGS_DDL, Analyzer
-from fabric_trace.analyzers.engine import config_fingerprint
+from fabric_trace.analyzers.engine import FINDINGS_VIEW, config_fingerprint
 from fabric_trace.errors import EngineFailed, FabricError, LakeError, OutputError
 from fabric_trace.lake.layout import DERIVED_DIR, DERIVED_STATE, Lake, data_files, lake_schema, open_lake, write_state
 from fabric_trace.lake.read import attach_spans, derived_catalog
@@ -291,6 +291,7 @@ class _Run:
                     raise LakeError(f"Spark wrote no Parquet file for derived table {table!r}")
                 self._view(table, self.staging / table)
         self._view("finding_store", self.staging / "findings")
+        con.execute(FINDINGS_VIEW)  # analyzer views may read ``findings`` (as in the DuckDB engine)
         counts: dict[str, int] = {}
         for a in self.analyzers:
             views = a.sql("views.sql")
