@@ -22,7 +22,12 @@ def test_no_section_gives_the_documented_defaults() -> None:
     assert (trust.analyzer, trust.min_severity, trust.finding_kinds) == ("trust", "medium", ("*",))
     assert all(c.relative is not None and c.absolute is not None for c in s.checks)
     stratified = [c for c in s.checks if c.stratify]
-    assert [(c.metric, c.stat, c.pooled) for c in stratified] == [("duration", "p50", True)]
+    assert [(c.metric, c.stat, c.pooled) for c in stratified] == [
+        ("duration", "p50", True), ("critical_path", "mean", True), ("llm_calls", "mean", True),
+        ("llm_tokens", "mean", True), ("findings", "mean", True)]
+    # the analyzers' declared default checks come from the registry (locality's cross-region accesses)
+    assert [c.metric for c in s.checks if c.metric not in METRICS or c.metric == "cross_region_accesses"] == \
+        ["cross_region_accesses"]
     assert s.structure.fail_on == ("guardrail_removed", "peer_added", "region_added", "trust_crossing_added",
                                    "finding_kind_added")
 

@@ -113,6 +113,10 @@ class GateMetric:
     description: str
     denominator: str = "trace time"
     """What ``den`` counts (said when a side has none)."""
+    default: str | None = None
+    """Why a team wants it checked on day one: when set, ``fabric gate`` without configuration runs a
+    regression check of it per workflow (``default_stat``, ``relative`` / ``absolute``) and docs/ci.md
+    "Default checks" must list it; ``None``: available to ``[gate]`` checks only."""
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,11 @@
 
 Parsed once into a frozen :class:`GateSettings`; every bad value raises
 :class:`~fabric_trace.errors.ConfigError` naming the key. The reference is
-docs/config.md (``## [gate]``); the metric vocabulary is :data:`METRICS`.
+docs/config.md (``## [gate]``); the metric vocabulary is :func:`metric_defs`
+(the gate's own :data:`CORE_METRICS` and every metric the analyzer registry declares).
 
 Without a ``[gate]`` section (or with ``defaults = true``, the default) the
-gate runs the checks of :data:`DEFAULT_CHECKS` (one table, each row with the
+gate runs the checks of :func:`default_table` (one table, each row with the
 reason it is there, documented in docs/ci.md "Default checks") and fails on
 the structural changes of :data:`DEFAULT_STRUCTURE_FAIL_ON`. A configured
 check with the same identity (kind, metric, statistic, role, finding filter,
@@ -45,10 +46,6 @@ STRUCTURE_CATEGORIES: tuple[str, ...] = (
 DEFAULT_STRUCTURE_FAIL_ON: tuple[str, ...] = (
     "guardrail_removed", "peer_added", "region_added", "trust_crossing_added", "finding_kind_added",
 )
-#: Structural categories that are security relevant: a change seen but not significant is inconclusive
-#: (someone should look), not a pass.
-SECURITY_CATEGORIES: frozenset[str] = frozenset(
-    {"guardrail_removed", "peer_added", "region_added", "trust_crossing_added", "finding_kind_added"})
 
 
 @dataclass(frozen=True)
@@ -68,8 +65,13 @@ class MetricDef:
     needs_role: bool = False
     findings: bool = False
     source: str = "latency"
-    """Which analyzer's tables it needs: ``latency``, ``locality`` or ``trust``/``findings``."""
+    """Which analyzer's tables it needs (its registry name; ``findings``: the findings of any)."""
     description: str = ""
+    sql: str | None = None
+    """For a metric an analyzer declares (:class:`~fabric_trace.analyzers.contract.GateMetric`): its query
+    (``trace_id, value`` or ``trace_id, num, den``); ``None`` for the gate's own metrics."""
+    denominator: str = "trace time"
+    """What the ``den`` of a ratio counts (said when a side has none)."""
 
     @property
     def stats(self) -> tuple[str, ...]:
@@ -80,7 +82,10 @@ class MetricDef:
         return ("rate",)
 
 
-METRICS: dict[str, MetricDef] = {m.name: m for m in (
+#: The gate's own metrics: the trace model every store has (``traces``, ``critical_path``, span roles and
+#: ``findings``), with a role or a finding filter as parameter. Every other metric is declared by an
+#: analyzer's registry entry (:func:`metric_defs`).
+CORE_METRICS: dict[str, MetricDef] = {m.name: m for m in (
     MetricDef("duration", "sample", "ms", "p95", 0.10, 20.0,
               description="end-to-end trace duration (root span)"),
     MetricDef("critical_path", "sample", "ms", "mean", 0.10, 20.0, needs_role=True,
@@ -96,15 +101,42 @@ METRICS: dict[str, MetricDef] = {m.name: m for m in (
     MetricDef("tool_calls", "sample", "count", "mean", 0.10, 0.5, description="tool executions per trace"),
     MetricDef("retries", "sample", "count", "mean", 0.10, 0.1,
               description="retried operations per trace (a sibling of the same name failed just before)"),
-    MetricDef("cache_miss_rate", "ratio", "fraction", "rate", 0.10, 0.05, source="locality",
-              description="cache misses / cache lookups"),
-    MetricDef("cache_misses", "sample", "count", "mean", 0.10, 0.5, source="locality",
-              description="cache misses per trace"),
-    MetricDef("cross_region_accesses", "sample", "count", "mean", 0.10, 0.25, source="locality",
-              description="cross-region state accesses per trace"),
     MetricDef("findings", "sample", "count", "mean", 0.10, 0.02, findings=True, source="findings",
               description="findings per trace (filter: analyzer, kind, min_severity)"),
 )}
+
+
+def registry_metrics() -> list[tuple[MetricDef, str | None]]:
+    """The metrics the registered analyzers declare, in registry order, each with the reason it is a
+    default check (``None``: not a default). A name the gate already has is not replaced."""
+    from fabric_trace.analyzers import registry
+
+    out: list[tuple[MetricDef, str | None]] = []
+    seen = set(CORE_METRICS)
+    for analyzer in registry().values():
+        for m in analyzer.metrics:
+            if m.name in seen:
+                continue
+            seen.add(m.name)
+            out.append((MetricDef(m.name, m.kind, m.unit, m.default_stat, m.relative, m.absolute,
+                                  source=analyzer.name, description=m.description, sql=m.sql,
+                                  denominator=m.denominator), m.default))
+    return out
+
+
+def metric_defs() -> dict[str, MetricDef]:
+    """The metric vocabulary: the gate's own metrics, then every metric the analyzer registry declares."""
+    return {**CORE_METRICS, **{m.name: m for m, _ in registry_metrics()}}
+
+
+def __getattr__(name: str) -> Any:
+    # METRICS and DEFAULT_CHECKS follow the registry: computed when read
+    if name == "METRICS":
+        return metric_defs()
+    if name == "DEFAULT_CHECKS":
+        return default_table()
+    raise AttributeError(name)
+
 
 
 @dataclass(frozen=True)
@@ -184,34 +216,51 @@ class DefaultCheck:
     why: str
 
 
-def _default(metric: str, stat: str, why: str, **kw: Any) -> DefaultCheck:
-    m = METRICS[metric]
-    return DefaultCheck(CheckSpec("regression", metric, stat, relative=m.relative, absolute=m.absolute, **kw), why)
+def _default(metric: MetricDef, stat: str, why: str, **kw: Any) -> DefaultCheck:
+    return DefaultCheck(CheckSpec("regression", metric.name, stat, relative=metric.relative,
+                                  absolute=metric.absolute, **kw), why)
 
 
-#: The default checks (each per workflow), in evaluation order. docs/ci.md "Default checks" lists them.
-DEFAULT_CHECKS: tuple[DefaultCheck, ...] = (
-    _default("duration", "p50", "what a typical user waits for, end to end"),
-    _default("duration", "p50", "all workflows at once, each compared with itself: decides a small run "
-                                "whose workflows have too few traces each; a new workflow mix is no regression",
-             pooled=True, stratify=True),
-    _default("duration", "tail", "the slow requests users complain about: p95 from 160 traces per side, "
-                                 "p90 from 80, p75 from 32 (min_tail_samples above it); skipped below"),
-    _default("critical_path", "mean", "where the time went: a slower step on the critical path, by role",
-             roles=("*",)),
-    _default("error_rate", "rate", "more traces with a failed step"),
-    _default("llm_calls", "mean", "extra LLM loops or retries cost money and time"),
-    _default("llm_tokens", "mean", "a longer prompt or answer is a cost regression"),
-    _default("cross_region_accesses", "mean", "state read from another region: latency and data residency"),
-    _default("findings", "mean", "every trust finding kind of severity medium or more, per trace: a rise "
-                                 "means more unguarded or exposed steps", analyzer="trust", finding_kinds=("*",),
-             min_severity="medium"),
-)
+_BY_WORKFLOW = "the same over all workflows, each compared with itself"
+
+
+def default_table() -> tuple[DefaultCheck, ...]:
+    """The default checks (each per workflow unless pooled), in evaluation order: the gate's own, then the
+    default checks the registered analyzers declare (``GateMetric.default``), then the trust findings.
+    docs/ci.md "Default checks" lists them."""
+    m = CORE_METRICS
+    head = (
+        _default(m["duration"], "p50", "what a typical user waits for, end to end"),
+        _default(m["duration"], "p50", "all workflows at once, each compared with itself: decides a small run "
+                                       "whose workflows have too few traces each; a new workflow mix is no "
+                                       "regression", pooled=True, stratify=True),
+        _default(m["duration"], "tail", "the slow requests users complain about: p95 from 160 traces per side, "
+                                        "p90 from 80, p75 from 32 (min_tail_samples above it); skipped below"),
+        _default(m["critical_path"], "mean", "where the time went: a slower step on the critical path, by role",
+                 roles=("*",)),
+        _default(m["critical_path"], "mean", f"{_BY_WORKFLOW}: decides a step that too few traces of one "
+                                             "workflow show", roles=("*",), pooled=True, stratify=True),
+        _default(m["error_rate"], "rate", "more traces with a failed step"),
+        _default(m["llm_calls"], "mean", "extra LLM loops or retries cost money and time"),
+        _default(m["llm_calls"], "mean", _BY_WORKFLOW, pooled=True, stratify=True),
+        _default(m["llm_tokens"], "mean", "a longer prompt or answer is a cost regression"),
+        _default(m["llm_tokens"], "mean", _BY_WORKFLOW, pooled=True, stratify=True),
+    )
+    declared = tuple(_default(metric, metric.default_stat, why) for metric, why in registry_metrics() if why)
+    tail = (
+        _default(m["findings"], "mean", "every trust finding kind of severity medium or more, per trace: a rise "
+                                        "means more unguarded or exposed steps", analyzer="trust",
+                 finding_kinds=("*",), min_severity="medium"),
+        _default(m["findings"], "mean", f"{_BY_WORKFLOW}: decides a kind that too few traces of one workflow "
+                                        "show", analyzer="trust", finding_kinds=("*",), min_severity="medium",
+                 pooled=True, stratify=True),
+    )
+    return head + declared + tail
 
 
 def default_checks() -> tuple[CheckSpec, ...]:
-    """The checks that run when the config defines none (:data:`DEFAULT_CHECKS`)."""
-    return tuple(d.spec for d in DEFAULT_CHECKS)
+    """The checks that run when the config defines none (:func:`default_table`)."""
+    return tuple(d.spec for d in default_table())
 
 
 _TOP_KEYS = {"alpha", "correction", "min_samples", "min_tail_samples", "bootstrap_resamples", "seed",
@@ -262,10 +311,11 @@ def merge_checks(defaults: tuple[CheckSpec, ...], configured: list[CheckSpec]) -
 def _check(entry: Mapping[str, Any], kind: CheckKind, where: str) -> CheckSpec:
     _unknown(entry, _BUDGET_KEYS if kind == "budget" else _REGRESSION_KEYS, where)
     name = entry.get("metric")
-    if name not in METRICS:
+    vocabulary = metric_defs()
+    if name not in vocabulary:
         raise ConfigError(f"{where}: unknown or missing metric {name!r}",
-                          hint=f"metrics: {', '.join(METRICS)}")
-    metric = METRICS[name]
+                          hint=f"metrics: {', '.join(vocabulary)}")
+    metric = vocabulary[name]
     stat = entry.get("stat", metric.default_stat)
     if stat not in metric.stats or (kind == "regression" and stat in ("max", "total")):
         allowed = [s for s in metric.stats if kind == "budget" or s not in ("max", "total")]

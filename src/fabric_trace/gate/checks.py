@@ -29,7 +29,7 @@ import numpy as np
 from typing import Any
 
 from fabric_trace.gate import stats
-from fabric_trace.gate.budgets import PERCENTILES, SECURITY_CATEGORIES, SEVERITIES, GateSettings
+from fabric_trace.gate.budgets import PERCENTILES, SEVERITIES, GateSettings
 from fabric_trace.gate.diff import DiffItem, StructuralDiff
 from fabric_trace.gate.metrics import SideMetrics
 from fabric_trace.gate.results import CheckResult, GateOutcome, Verdict, format_value, p_text
@@ -174,7 +174,18 @@ def _observed(d: dict[str, Any], unit: str) -> str:
     return f"; observed {_change_text(d.get('baseline'), d['delta'], unit)}"
 
 
+def _floor(c: Concrete, baseline: np.ndarray, stat: str) -> float:
+    """The practical threshold of ``c`` for a baseline sample: ``max(relative x statistic, absolute)``."""
+    value = Sample(len(baseline), values=baseline).statistic(stat, "sample") if len(baseline) else math.nan
+    rel = (c.spec.relative or 0.0) * abs(value) if math.isfinite(value) else 0.0
+    return max(rel, c.spec.absolute or 0.0, 0.0)
+
+
 def _test(c: Concrete, sb: Sample, sc: Sample, settings: GateSettings) -> stats.TestResult:
+    """The one-sided test of ``c``. For times (unit ``ms``) it asks whether the candidate is worse than the
+    baseline *plus the practical threshold*: the candidate's values are lowered by the threshold (of their
+    workflow, for a stratified check) before the rank test, so chance differences smaller than a relevant
+    slowdown do not count as evidence (docs/ci.md, "How a check decides")."""
     kind, stat = c.metric.kind, c.stat
     seed = _seed(settings, c)
     if kind == "proportion":
@@ -189,14 +200,23 @@ def _test(c: Concrete, sb: Sample, sc: Sample, settings: GateSettings) -> stats.
     test = c.spec.test
     if test == "auto":
         test = "exceedance" if q is not None and q > 0.5 else "mannwhitney"
+    shifted = c.metric.unit == "ms" and test in ("mannwhitney", "exceedance")
+    suffix = " vs baseline + threshold" if shifted else ""
+
+    def lowered(base: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        return cand - _floor(c, base, stat) if shifted else cand
+
     if test == "mannwhitney" and c.spec.stratify:
-        return stats.mann_whitney_stratified([(sb.stratum(w), sc.stratum(w)) for w in _common_strata(sb, sc)])
-    if test == "mannwhitney":
-        return stats.mann_whitney(sb.values, sc.values)
-    if test == "exceedance" and q is not None:
-        return stats.quantile_exceedance(sb.values, sc.values, q)
-    return stats.bootstrap_quantile(sb.values, sc.values, q, resamples=settings.bootstrap_resamples,
-                                    seed=seed, alpha=settings.alpha)
+        strata = [(sb.stratum(w), sc.stratum(w)) for w in _common_strata(sb, sc)]
+        res = stats.mann_whitney_stratified([(b, lowered(b, v)) for b, v in strata])
+    elif test == "mannwhitney":
+        res = stats.mann_whitney(sb.values, lowered(sb.values, sc.values))
+    elif test == "exceedance" and q is not None:
+        res = stats.quantile_exceedance(sb.values, lowered(sb.values, sc.values), q)
+    else:
+        return stats.bootstrap_quantile(sb.values, sc.values, q, resamples=settings.bootstrap_resamples,
+                                        seed=seed, alpha=settings.alpha)
+    return replace(res, method=res.method + suffix)
 
 
 def _attribution(c: Concrete, base: SideMetrics, cand: SideMetrics) -> list[dict[str, Any]]:
@@ -227,8 +247,14 @@ def _decide_regressions(pending: list[tuple[Concrete, dict[str, Any]]], settings
     for i, (_, d) in enumerate(pending):
         if d.get("p_value") is not None and i not in family:
             d["untestable"] = True
+    pooled = {_question(c): (c, d) for c, d in pending if c.spec.pooled and c.spec.stratify
+              and c.spec.workflows is None and "p_adjusted" in d}
+    pooled_verdicts = {q: _regression_verdict(c, d, settings)[0] for q, (c, d) in pooled.items()}
     out = []
     for c, d in pending:
+        if d.get("untestable") and d.get("practical") and not c.spec.pooled \
+                and pooled_verdicts.get(_question(c)) == "pass":
+            d["decided_by"] = pooled[_question(c)]
         if "inconclusive" in d:
             verdict: Verdict = "inconclusive"
             reason = d.pop("inconclusive")
@@ -236,10 +262,19 @@ def _decide_regressions(pending: list[tuple[Concrete, dict[str, Any]]], settings
             verdict, reason = "pass", d.pop("pass")
         else:
             verdict, reason = _regression_verdict(c, d, settings)
-        for key in ("practical", "min_p", "untestable"):
-            d.pop(key, None)
-        out.append(_result(c, verdict, reason, settings, **d))
-    return out
+        out.append((c, verdict, reason, d))
+    results = []
+    for c, verdict, reason, d in out:
+        fields = {k: v for k, v in d.items() if k not in ("practical", "min_p", "untestable", "decided_by")}
+        results.append(_result(c, verdict, reason, settings, **fields))
+    return results
+
+
+def _question(c: Concrete) -> tuple[Any, ...]:
+    """What a check asks, whatever its scope: a per-workflow check and the stratified check over all
+    workflows with the same question are matched by it."""
+    s = c.spec
+    return s.kind, s.metric, c.stat, c.role, c.finding_kinds, s.analyzer, s.min_severity
 
 
 def _regression_verdict(c: Concrete, d: dict[str, Any], settings: GateSettings) -> tuple[Verdict, str]:
@@ -248,6 +283,12 @@ def _regression_verdict(c: Concrete, d: dict[str, Any], settings: GateSettings) 
     change = _change_text(d["baseline"], delta, unit)
     limit = format_value(threshold, unit, delta=True)
     if d.get("untestable"):
+        by = d.get("decided_by")
+        if practical and by is not None:
+            return "pass", (
+                f"observed {change} beyond {limit}, too few traces to decide alone ({d['n_baseline']} and "
+                f"{d['n_candidate']}); over all workflows, each compared with itself, no significant regression "
+                f"({by[0].name}: p_adj {p_text(by[1]['p_adjusted'])})")
         if practical:
             return "inconclusive", (
                 f"cannot decide: observed {change} beyond {limit}, but with {d['n_baseline']} and "
@@ -291,11 +332,13 @@ def _structure(settings: GateSettings, diff: StructuralDiff, base: SideMetrics, 
                notes: list[str]) -> list[CheckResult]:
     """One check per ``fail_on`` category.
 
-    The presence tests of the sections these checks read form their own Holm family
+    Structural facts fail **outright**, with no test: a guardrail edge the baseline shows and the candidate
+    never does, a new cross-region dependency, a new finding kind of severity ``finding_min_severity`` or
+    more, and a new external dependency or trust-zone crossing (:func:`new_dependencies`). The other items
+    are tested: the presence tests of the sections these checks read form their own Holm family
     (:func:`_structure_family`; the diff's other items, e.g. every calls-per-trace comparison, cannot fail
-    the gate and do not dilute it). A new finding kind
-    of severity ``finding_min_severity`` or more fails outright, whatever its count. A security-relevant
-    change (:data:`SECURITY_CATEGORIES`) that is seen but not significant is inconclusive, not a pass.
+    the gate and do not dilute it). An item that is tested and not significant is listed in the reason of
+    a passing check.
     """
     st = settings.structure
     by_category: dict[str, list[DiffItem]] = {}
@@ -308,42 +351,105 @@ def _structure(settings: GateSettings, diff: StructuralDiff, base: SideMetrics, 
             floor = SEVERITIES.index(st.finding_min_severity)
             items = [i for i in items if i.severity is not None and SEVERITIES.index(i.severity) >= floor]
         by_category[category] = items
-    adjusted = _structure_family(settings, diff, [c for c in by_category if c in _PRESENCE_SECTIONS])
+    adjusted = _structure_family(settings, diff, [c for c in by_category if c in _PRESENCE_SECTIONS
+                                                  and c not in OUTRIGHT])
     out = []
     for category, items in by_category.items():
-        decided = []
-        for i in items:
-            outright = category == "finding_kind_added"
-            p_adj = i.p_adjusted if outright else adjusted.get((i.section, i.label), i.p_adjusted)
-            significant = outright or (i.practical and p_adj is not None and p_adj < settings.alpha)
-            decided.append(replace(i, p_adjusted=p_adj, significant=significant))
-        significant = [i for i in decided if i.significant]
-        listed = significant or decided
-        described = "; ".join(
-            f"{i.label} (baseline {i.baseline_traces}/{diff.baseline_traces} traces, "
-            f"candidate {i.candidate_traces}/{diff.candidate_traces}"
-            + (f", severity {i.severity}" if category == "finding_kind_added" else f", p_adj={p_text(i.p_adjusted)}")
-            + ")" for i in listed[:5]) + (f"; and {len(listed) - 5} more" if len(listed) > 5 else "")
-        if significant:
+        if category in OUTRIGHT:
+            failing, decided = items, items
+        else:
+            decided = []
+            for i in items:
+                p_adj = adjusted.get((i.section, i.label), i.p_adjusted)
+                significant = i.practical and p_adj is not None and p_adj < settings.alpha
+                decided.append(replace(i, p_adjusted=p_adj, significant=significant))
+            failing = [i for i in decided if i.significant]
+            if category in _NEW_DEPENDENCY:
+                new = new_dependencies(diff, _NEW_DEPENDENCY[category], st.min_traces)
+                failing = new + [i for i in failing if i.label not in {n.label for n in new}]
+                decided = failing + [i for i in decided if i not in failing]
+        failing = [replace(i, significant=True) for i in failing]
+        listed = failing or decided
+        described = "; ".join(_item_text(i, category, diff) for i in listed[:5]) + \
+            (f"; and {len(listed) - 5} more" if len(listed) > 5 else "")
+        if failing:
             verdict: Verdict = "fail"
-            what = "new finding kind(s) of severity >= " + st.finding_min_severity \
-                if category == "finding_kind_added" else "significant change(s)"
-            reason = f"{len(significant)} {what}: {described}"
-        elif decided and category in SECURITY_CATEGORIES:
-            verdict = "inconclusive"
-            reason = f"{len(decided)} change(s) seen, too rare to tell from chance: {described}"
+            what = _FAIL_TEXT.get(category, "significant change(s)").format(severity=st.finding_min_severity)
+            reason = f"{len(failing)} {what}: {described}"
         elif decided:
-            verdict, reason = "pass", f"{len(decided)} change(s), none significant: {described}"
+            verdict = "pass"
+            reason = f"{len(decided)} change(s), none significant: {described}"
+            if category in _NEW_DEPENDENCY:
+                reason = (f"{len(decided)} item(s) not seen in the baseline, behind kinds of call the baseline "
+                          f"already makes, too rare to tell from chance (listed for review): {described}")
         else:
             verdict, reason = "pass", "no change"
         out.append(CheckResult(
             name=f"structure {category}", kind="structure", workflow=ALL, metric=category, stat="changes",
-            unit="count", baseline=None, candidate=float(len(significant)), delta=None, threshold=0.0,
+            unit="count", baseline=None, candidate=float(len(failing)), delta=None, threshold=0.0,
             threshold_text=_STRUCTURE_THRESHOLD.get(category, "no significant change"), verdict=verdict,
             reason=reason, n_baseline=diff.baseline_traces, n_candidate=diff.candidate_traces,
-            details={"items": [i.as_dict() for i in decided]},
+            details={"items": [i.as_dict() for i in (failing + [i for i in decided if i not in failing])]},
         ))
     return out
+
+
+#: Categories that fail on any item, without a test: structural facts, not rates.
+OUTRIGHT: frozenset[str] = frozenset({"guardrail_removed", "region_added", "finding_kind_added"})
+
+#: Categories that fail outright on a new dependency (:func:`new_dependencies`) of the diff section named,
+#: and test their other items.
+_NEW_DEPENDENCY = {"peer_added": "egress", "trust_crossing_added": "trust"}
+
+_FAIL_TEXT = {
+    "finding_kind_added": "new finding kind(s) of severity >= {severity}",
+    "guardrail_removed": "guardrail step(s) the baseline runs and the candidate never does",
+    "region_added": "new cross-region dependency(ies)",
+    "peer_added": "new external dependency(ies)",
+    "trust_crossing_added": "new trust-zone crossing(s)",
+}
+
+
+def _item_text(i: DiffItem, category: str, diff: StructuralDiff) -> str:
+    text = (f"{i.label} (baseline {i.baseline_traces}/{diff.baseline_traces} traces, "
+            f"candidate {i.candidate_traces}/{diff.candidate_traces}")
+    if category == "finding_kind_added":
+        return text + f", severity {i.severity})"
+    if category in OUTRIGHT or i.section in _NEW_DEPENDENCY.values() and i.significant:
+        return text + ")"
+    return text + f", p_adj={p_text(i.p_adjusted)})"
+
+
+def _dependency_parts(section: str, label: str) -> tuple[str, str]:
+    """The kind of call and its target: ``svc (tool) -> api.x.com`` -> (``svc (tool)``, ``api.x.com``);
+    ``agents -> external:api.x.com (external)`` -> (``agents (external)``, ``external:api.x.com``)."""
+    caller, _, target = label.rpartition(" -> ")
+    if section == "trust" and target.endswith(")") and " (" in target:
+        target, _, kind = target[:-1].rpartition(" (")
+        return f"{caller} ({kind})", target
+    return caller, target
+
+
+def new_dependencies(diff: StructuralDiff, section: str, min_traces: int = 1) -> list[DiffItem]:
+    """New dependencies of the candidate, structural facts that fail outright.
+
+    ``egress`` items are a service's calls of one role to a host outside the organisation; ``trust`` items
+    are crossings ``from_zone -> to_zone (to_kind)``. An item is a new dependency when its target (host,
+    zone) is reached by nothing in the baseline **and** its kind of call (service and calling role; from
+    zone and zone kind) never reached such a target in the baseline: tool calls that were all internal now
+    reaching ``api.weather.example.com``. One more host behind a kind of call that already leaves the
+    organisation (a tool that calls several external APIs) is tested instead: a run of 30 traces does not
+    show every rarely called host.
+    """
+    items = [i for i in diff.items if i.section == section]
+    parts = {i.label: _dependency_parts(section, i.label) for i in items}
+    base_targets = {parts[i.label][1] for i in items if i.baseline_traces > 0}
+    if section == "egress":  # a host the baseline reaches through an instrumented or internal-looking span
+        base_targets |= {i.label.rpartition(" -> ")[2] for i in diff.items
+                         if i.section == "peer" and i.baseline_traces > 0}
+    base_kinds = {parts[i.label][0] for i in items if i.baseline_traces > 0}
+    return [i for i in items if i.baseline_traces == 0 and i.candidate_traces >= min_traces
+            and parts[i.label][1] not in base_targets and parts[i.label][0] not in base_kinds]
 
 
 _STRUCTURE_THRESHOLD = {"finding_kind_added": "no new kind"}

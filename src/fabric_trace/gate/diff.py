@@ -23,6 +23,7 @@ diff form one family, Holm-adjusted at ``alpha``.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from fabric_trace.analyzers.trust.config import DEFAULT_INTERNAL_DOMAINS, LOOPBACK
 from fabric_trace.gate import stats
 from fabric_trace.gate.budgets import GUARDRAIL_ROLES, SEVERITIES
 from fabric_trace.gate.metrics import SideMetrics, table_names
@@ -42,7 +44,7 @@ CALLS_RELATIVE = 0.10
 CALLS_ABSOLUTE = 0.25
 RETRIES_ABSOLUTE = 0.1
 
-_EDGE_SECTIONS = ("role", "service", "peer", "region", "trust")
+_EDGE_SECTIONS = ("role", "service", "peer", "egress", "region", "trust")
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,14 @@ def trace_edges(con: duckdb.DuckDBPyConnection) -> TraceEdges:
           AND NOT EXISTS (SELECT 1 FROM s k WHERE k.trace_id = c.trace_id AND k.parent_span_id = c.span_id
                           AND k.kind IN ('SERVER', 'CONSUMER'))
         UNION ALL
+        SELECT c.trace_id, 'egress',
+               coalesce(c.service_name, '?') || ' (' || coalesce(CASE WHEN c.role IN ({transport})
+                   THEN coalesce(p.role, c.role) ELSE c.role END, '?') || ') -> ' || c.peer
+        FROM s c LEFT JOIN s p ON p.trace_id = c.trace_id AND p.span_id = c.parent_span_id
+        WHERE c.kind IN ('CLIENT', 'PRODUCER') AND c.peer IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM s k WHERE k.trace_id = c.trace_id AND k.parent_span_id = c.span_id
+                          AND k.kind IN ('SERVER', 'CONSUMER'))
+        UNION ALL
         SELECT c.trace_id, 'region',
                coalesce(p.service_name, '?') || ' (' || p.region || ') -> '
                || coalesce(c.service_name, '?') || ' (' || c.region || ')'
@@ -208,7 +218,8 @@ def trace_edges(con: duckdb.DuckDBPyConnection) -> TraceEdges:
     )
     SELECT section, label, trace_id, count(*) FROM edges GROUP BY ALL ORDER BY ALL
     """
-    rows = [tuple(r) for r in con.execute(sql).fetchall()] + _trust_crossings(con)
+    rows = [tuple(r) for r in con.execute(sql).fetchall()
+            if r[0] != "egress" or external_host(r[1].rsplit(" -> ", 1)[-1])] + _trust_crossings(con)
     index = {r[0]: i for i, r in enumerate(con.execute("SELECT trace_id FROM traces ORDER BY trace_id").fetchall())}
     return TraceEdges(
         trace_id=[r[2] for r in rows],
@@ -216,6 +227,19 @@ def trace_edges(con: duckdb.DuckDBPyConnection) -> TraceEdges:
         section=[r[0] for r in rows], label=[r[1] for r in rows],
         count=np.array([int(r[3]) for r in rows], dtype=np.int64),
     )
+
+
+def external_host(host: str) -> bool:
+    """Whether ``host`` (a span's peer, maybe with a port) is outside the organisation: not a cluster or
+    private name (the trust analyzer's default internal domains) and not loopback."""
+    name = host.strip().lower()
+    if name.startswith("[") and "]" in name:
+        name = name[1:name.index("]")]
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    if "." not in name and ":" not in name:
+        return False  # a bare service name resolves inside the cluster
+    return not any(fnmatch.fnmatchcase(name, pattern) for pattern in (*DEFAULT_INTERNAL_DOMAINS, *LOOPBACK))
 
 
 def _trust_crossings(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:

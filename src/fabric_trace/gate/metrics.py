@@ -62,12 +62,11 @@ class SideMetrics:
     llm_tokens: np.ndarray
     retries: np.ndarray
     findings: Findings
-    cache_lookups: np.ndarray | None = None
-    """Cache lookups with a known outcome per trace (from the locality tables), ``None`` when unknown."""
-    cache_misses: np.ndarray | None = None
-    """Cache misses per trace (same source)."""
+    declared: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict)
+    """The metrics the analyzer registry declares, per trace: name -> (values, ``None``) for kinds ``sample``
+    and ``proportion``, (num, den) for ``ratio``; only those whose analyzer's tables this side has."""
     capabilities: frozenset[str] = field(default_factory=frozenset)
-    """Analyzers whose tables this side has: ``latency``, ``locality``, ``trust``."""
+    """Registered analyzers whose tables this side has (``latency``, ``locality``, ``trust`` ...)."""
     incomplete_flags: np.ndarray | None = None
     """Per trace: incomplete (``incomplete`` counts them)."""
 
@@ -88,8 +87,7 @@ class SideMetrics:
             llm_tokens=self.llm_tokens[keep], retries=self.retries[keep],
             findings=Findings(new_index[f.trace_index[rows]], f.analyzer[rows], f.kind[rows], f.severity_rank[rows],
                               f.count[rows]),
-            cache_lookups=self.cache_lookups[keep] if self.cache_lookups is not None else None,
-            cache_misses=self.cache_misses[keep] if self.cache_misses is not None else None,
+            declared={k: (v[keep], d[keep] if d is not None else None) for k, (v, d) in self.declared.items()},
             capabilities=self.capabilities, incomplete_flags=flags,
         )
 
@@ -176,11 +174,14 @@ def table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
 
 
 def capabilities(names: set[str]) -> frozenset[str]:
-    """Which analyzers' tables exist (a table named ``<analyzer>_...``)."""
-    caps = {"latency"} if "traces" in names else set()
-    for prefix in ("locality", "trust"):
-        if any(n.startswith(prefix + "_") for n in names):
-            caps.add(prefix)
+    """Which registered analyzers' tables exist (every derived table and view it declares)."""
+    from fabric_trace.analyzers import registry
+
+    caps = set()
+    for analyzer in registry().values():
+        owned = {*analyzer.tables, *analyzer.views}
+        if owned and owned <= names:
+            caps.add(analyzer.name)
     return frozenset(caps)
 
 
@@ -234,12 +235,11 @@ def load_side(con: duckdb.DuckDBPyConnection, label: str, source: str) -> SideMe
         GROUP BY ALL
     """)
     findings = _findings(con, names)
-    cache = _cache_accesses(con, names, n)
+    caps = capabilities(names)
     return SideMetrics(
         label=label, source=source, workflow=workflow, duration_ms=duration_ms, has_error=has_error,
         incomplete=incomplete, cp_ns=cp_ns, calls=calls, llm_tokens=llm_tokens, retries=retries,
-        findings=findings, cache_lookups=cache[0] if cache else None, cache_misses=cache[1] if cache else None,
-        capabilities=capabilities(names), incomplete_flags=incomplete_flags,
+        findings=findings, declared=_declared(con, n, caps), capabilities=caps, incomplete_flags=incomplete_flags,
     )
 
 
@@ -281,24 +281,23 @@ def _findings(con: duckdb.DuckDBPyConnection, names: set[str]) -> Findings:
     )
 
 
-def _cache_accesses(con: duckdb.DuckDBPyConnection, names: set[str], n: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Cache lookups and cache misses per trace, from the locality analyzer's ``locality_accesses``.
+def _declared(con: duckdb.DuckDBPyConnection, n: int, caps: frozenset[str]) -> dict[str, tuple[np.ndarray,
+                                                                                                 np.ndarray | None]]:
+    """Per-trace values of every metric the registered analyzers declare (``GateMetric.sql``), for the
+    analyzers whose tables this store has; traces a query does not return count 0."""
+    from fabric_trace.gate.budgets import registry_metrics
 
-    Only lookups whose outcome is known (``hit`` or ``miss``) count; ``None`` when the table is absent.
-    """
-    if "locality_accesses" not in names:
-        return None
-    cols = {r[0] for r in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE table_name = 'locality_accesses'").fetchall()}
-    if not {"trace_id", "outcome", "access_type"} <= cols:
-        return None
-    lookups, misses = np.zeros(n, dtype=float), np.zeros(n, dtype=float)
-    for i, total, missed in con.execute(f"""
-        {_INDEX_CTE}
-        SELECT t.i, count(*), count(*) FILTER (WHERE a.outcome = 'miss')
-        FROM locality_accesses a JOIN t USING (trace_id)
-        WHERE a.access_type = 'cache' AND a.outcome IN ('hit', 'miss')
-        GROUP BY ALL
-    """).fetchall():
-        lookups[int(i)], misses[int(i)] = float(total), float(missed)
-    return lookups, misses
+    out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    for metric, _ in registry_metrics():
+        if metric.source not in caps or metric.sql is None:
+            continue
+        ratio = metric.kind == "ratio"
+        values, den = np.zeros(n, dtype=float), (np.zeros(n, dtype=float) if ratio else None)
+        cols = "q.num, q.den" if ratio else "q.value, NULL"
+        for i, v, d in con.execute(f"{_INDEX_CTE} SELECT t.i, {cols} FROM ({metric.sql}) q JOIN t USING (trace_id)"
+                                   ).fetchall():
+            values[int(i)] = float(v or 0)
+            if den is not None:
+                den[int(i)] = float(d or 0)
+        out[metric.name] = (values, den)
+    return out

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fabric_trace.gate import stats
-from fabric_trace.gate.budgets import METRICS, PERCENTILES, TAIL_PERCENTILES, CheckSpec, GateSettings, MetricDef
+from fabric_trace.gate.budgets import PERCENTILES, TAIL_PERCENTILES, CheckSpec, GateSettings, MetricDef, metric_defs
 from fabric_trace.gate.metrics import SideMetrics
 
 #: Scope label of a check over every trace.
@@ -88,17 +88,15 @@ class Sample:
 
 
 def missing_source(spec: CheckSpec, base: SideMetrics, cand: SideMetrics) -> str | None:
-    metric = METRICS[spec.metric]
-    needed = metric.source if metric.source in ("locality", "trust") else None
-    if metric.findings and spec.analyzer in ("locality", "trust"):
+    metric = metric_defs()[spec.metric]
+    needed = metric.source if metric.sql is not None else None
+    if metric.findings and spec.analyzer is not None and spec.analyzer != "latency":
         needed = spec.analyzer
     if needed is None:
         return None
     sides = [s.label for s in (base, cand) if needed not in s.capabilities]
     if sides:
         return f"the {needed} analyzer's tables are missing on the {' and '.join(sides)}"
-    if spec.metric == "cache_miss_rate" and (base.cache_lookups is None or cand.cache_lookups is None):
-        return "the locality tables do not record cache lookups"
     return None
 
 
@@ -117,7 +115,7 @@ def tail_stat(n: int, settings: GateSettings) -> str | None:
 def expand(spec: CheckSpec, base: SideMetrics, cand: SideMetrics,
            settings: GateSettings) -> tuple[list[Concrete], list[str]]:
     """The concrete checks of ``spec``, and notes about scopes it skips (a tail the sample cannot support)."""
-    metric = METRICS[spec.metric]
+    metric = metric_defs()[spec.metric]
     out: list[Concrete] = []
     notes: list[str] = []
     for label, workflows in scopes(spec, base, cand):
@@ -183,20 +181,17 @@ def _sample_of(c: Concrete, side: SideMetrics, mask: np.ndarray) -> Sample:
         return Sample(n, values=side.llm_tokens[mask])
     if name == "retries":
         return Sample(n, values=side.retries[mask])
-    if name in ("cache_miss_rate", "cache_misses"):
-        lookups = side.cache_lookups if side.cache_lookups is not None else side.zeros()
-        misses = side.cache_misses if side.cache_misses is not None else side.finding_kind_counts("cache_miss")
-        if name == "cache_misses":
-            return Sample(n, values=misses[mask])
-        return Sample(n, num=misses[mask], den=lookups[mask])
-    if name == "cross_region_accesses":
-        return Sample(n, values=side.finding_kind_counts("cross_region")[mask])
+    if c.metric.sql is not None:  # declared by an analyzer's registry entry
+        values, den = side.declared.get(name, (side.zeros(), side.zeros() if c.metric.kind == "ratio" else None))
+        if den is not None:
+            return Sample(n, num=values[mask], den=den[mask])
+        return Sample(n, values=values[mask])
     if name == "findings":
         s = c.spec
         values = side.findings_per_trace(s.analyzer, c.finding_kinds, s.min_severity)[mask]
         total = side.findings_total(s.analyzer, c.finding_kinds, s.min_severity, mask) if c.workflows is None else None
         return Sample(n, values=values, total=total)
-    raise AssertionError(f"unknown metric {name}")  # pragma: no cover - METRICS is closed
+    raise AssertionError(f"unknown metric {name}")  # pragma: no cover - CORE_METRICS is closed
 
 
 def needed(stat: str, settings: GateSettings) -> int:
@@ -225,6 +220,6 @@ def too_few(c: Concrete, sb: Sample | None, sc: Sample, settings: GateSettings) 
 
 
 def denominator(c: Concrete) -> str:
-    return "cache lookups" if c.spec.metric == "cache_miss_rate" else "trace time"
+    return c.metric.denominator
 
 

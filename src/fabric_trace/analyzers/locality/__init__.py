@@ -73,7 +73,8 @@ METRICS = (
     GateMetric("cross_region_accesses", "sample", "count", "mean", 0.10, 0.25,
                "SELECT trace_id, count(*) AS value FROM locality_accesses "
                "WHERE remote = 'cross_region' GROUP BY trace_id",
-               "cross-region state accesses per trace"),
+               "cross-region state accesses per trace",
+               default="state read from another region: latency and data residency"),
 )
 
 ANALYZER = Analyzer(
