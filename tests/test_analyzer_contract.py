@@ -1,6 +1,7 @@
 """The analyzer contract: a toy analyzer, registered here and nowhere else, appears in
-config loading, refresh (tables, views, findings, freshness), ``fabric report NAME``
-and ``fabric demo`` with no other edit (docs/analyzers.md)."""
+config loading, refresh (tables, views, findings, freshness), ``fabric report NAME``,
+``fabric demo`` and ``fabric gate`` (its metric, a default check) with no other edit
+(docs/analyzers.md)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def _toy(sql_dir: Path) -> Analyzer:
         tables=("toy_trace_store",), views=("toy_traces",),
         report=ReportSpec(_report, "The biggest traces."),
         metrics=(GateMetric("toy_spans", "sample", "count", "mean", 0.10, 1.0,
-                            "SELECT trace_id, spans AS value FROM toy_traces", "spans per trace"),),
+                            "SELECT trace_id, spans AS value FROM toy_traces", "spans per trace",
+                            default="a toy default check: more spans per trace"),),
         severities={"big_trace": Severity.INFO}, sql_from=sql_dir,
     )
 
@@ -144,3 +146,29 @@ def test_toy_in_demo(toy: Analyzer, tmp_path: Path) -> None:
     run_ingest(db, demo_paths(str(tmp_path / "demo")))
     reports = demo_reports(db)
     assert list(reports) == ["latency", "locality", "trust", "llm", "toy"] and reports["toy"].title == "Toy report"
+
+
+def test_toy_in_gate(toy: Analyzer, tmp_path: Path) -> None:
+    """The toy's declared metric reaches the gate: a default check per workflow with no configuration, and
+    usable in ``[[gate.budget]]`` / ``[[gate.regression]]`` by name."""
+    from fabric_trace.cli.app import build_app
+    from fabric_trace.gate.budgets import default_checks, metric_defs
+
+    assert metric_defs()["toy_spans"].source == "toy"
+    assert any(c.metric == "toy_spans" and c.stat == "mean" for c in default_checks())
+    faults = HEALTHY.with_name("faults.jsonl")
+    result = CliRunner().invoke(build_app(), ["gate", "-b", str(HEALTHY), "-c", str(faults), "--format", "json"])
+    assert result.exit_code in (0, 1), result.output
+    toy_checks = [c for c in json.loads(result.stdout)["checks"] if c["metric"] == "toy_spans"]
+    assert toy_checks and all(c["stat"] == "mean" and c["baseline"] is not None for c in toy_checks)
+
+    cfg = tmp_path / "fabric.toml"
+    cfg.write_text('[[gate.budget]]\nmetric = "toy_spans"\nstat = "max"\nmax = 1\npooled = true\n')
+    result = CliRunner().invoke(build_app(), ["gate", "-b", str(HEALTHY), "-c", str(HEALTHY), "--config", str(cfg),
+                                              "--format", "json"])
+    assert result.exit_code == 1, result.output
+    (budget,) = [c for c in json.loads(result.stdout)["checks"] if c["metric"] == "toy_spans" and c["kind"] == "budget"]
+    assert budget["verdict"] == "fail" and budget["candidate"] > 1
+    unregister("toy")
+    result = CliRunner().invoke(build_app(), ["gate", "-b", str(HEALTHY), "-c", str(HEALTHY), "--config", str(cfg)])
+    assert result.exit_code == 78 and "unknown or missing metric 'toy_spans'" in result.output  # config error

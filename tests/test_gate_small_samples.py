@@ -50,10 +50,12 @@ def failed(outcome: GateOutcome) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("n", SIZES)
-def test_unchanged_workload_does_not_fail(run: Callable[..., LoadedSide], n: int) -> None:
+def test_unchanged_workload_passes(run: Callable[..., LoadedSide], n: int) -> None:
+    """Unchanged runs PASS at every size: the checks one workflow's traces cannot decide are decided over all
+    workflows, and a rarely called host is no new dependency (docs/ci.md, "Unchanged runs")."""
     for seed in (1, 3):
         outcome = gate_sides(run(n, seed), run(n, seed + 1))
-        assert outcome.verdict != "fail", describe(outcome)
+        assert outcome.verdict == "pass", describe(outcome)
         assert len(outcome.results) > 20
 
 
@@ -84,6 +86,7 @@ def test_removed_policy_step_fails(run: Callable[..., LoadedSide], n: int) -> No
     reasons = failed(outcome)
     assert "guardrail_removed" in reasons and "agent -> policy" in reasons["guardrail_removed"][0], \
         describe(outcome)
+    assert "the baseline runs and the candidate never does" in reasons["guardrail_removed"][0]
     assert any("unguarded_tool_call" in r for r in reasons.get("findings", [])), describe(outcome)
 
 
@@ -98,33 +101,38 @@ def test_tool_run_after_a_deny_fails(run: Callable[..., LoadedSide], n: int) -> 
 
 @pytest.mark.parametrize("n", SIZES)
 def test_new_external_host_fails(run: Callable[..., LoadedSide], n: int) -> None:
+    """Tool calls that stayed inside now reach external hosts: a structural fact, failed outright at every
+    size (no test to dilute), and the rise of external egress findings fails too."""
     outcome = gate_sides(run(n, 8, external_tool_rate=0.0), run(n, 9, external_tool_rate=0.6))
     assert outcome.verdict == "fail", describe(outcome)
     reasons = failed(outcome)
     peer = next(r for r in outcome.results if r.metric == "peer_added")
-    assert ".example.com" in peer.reason, describe(outcome)
-    if n >= 25:
-        assert peer.verdict == "fail", describe(outcome)
-    else:
-        # 10 traces a workflow: each of the four new hosts is seen in 5-8 of 30 traces, which Holm across
-        # the structural family cannot tell from chance one by one (inconclusive, listed); the rise of
-        # external egress findings per trace fails the gate
-        assert peer.verdict in ("fail", "inconclusive"), describe(outcome)
-        assert any("external_egress" in r for r in reasons.get("findings", [])), describe(outcome)
+    assert peer.verdict == "fail" and "new external dependency" in peer.reason, describe(outcome)
+    assert "agent-orchestrator (tool) -> api." in peer.reason and ".example." in peer.reason
+    trust = next(r for r in outcome.results if r.metric == "trust_crossing_added")
+    assert trust.verdict == "fail" and "agents -> external:" in trust.reason, describe(outcome)
+    assert any("external_egress" in r for r in reasons.get("findings", [])), describe(outcome)
 
 
-def test_a_rare_new_host_is_inconclusive_not_a_pass(run: Callable[..., LoadedSide], tmp_path: Path) -> None:
-    """One trace of ten calls a new host: too rare to tell from chance, so the gate says so."""
+def test_a_new_external_host_fails_even_in_one_trace(run: Callable[..., LoadedSide]) -> None:
+    """One trace of thirty reaches a host from tool calls that never left before: no statistics needed."""
     base = run(10, 8, external_tool_rate=0.0)
     cand = run(10, 8, external_tool_rate=0.03)
     outcome = gate_sides(base, cand)
     peer = next(r for r in outcome.results if r.metric == "peer_added")
     if not peer.details["items"]:
         pytest.skip("the candidate made no external call with this seed")
-    assert peer.verdict in ("inconclusive", "fail"), describe(outcome)
-    if peer.verdict == "inconclusive":
-        assert "too rare to tell from chance" in peer.reason
-        assert outcome.verdict == "inconclusive"
+    assert peer.verdict == "fail" and outcome.verdict == "fail", describe(outcome)
+
+
+@pytest.mark.parametrize("n", (10, 25))
+def test_new_cross_region_dependency_fails(run: Callable[..., LoadedSide], n: int) -> None:
+    """State read from a replica in another region: a new cross-region dependency fails outright."""
+    cand = run(n, 11, state_region="eu-west-1", remote_state_fraction=0.1)
+    outcome = gate_sides(run(n, 1), cand)
+    region = next(r for r in outcome.results if r.metric == "region_added")
+    assert region.verdict == "fail" and "(us-east-1) -> " in region.reason and "(eu-west-1)" in region.reason, \
+        describe(outcome)
 
 
 def test_a_step_too_sparse_to_test_is_inconclusive_with_its_observed_change(

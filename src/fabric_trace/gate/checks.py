@@ -249,11 +249,13 @@ def _decide_regressions(pending: list[tuple[Concrete, dict[str, Any]]], settings
             d["untestable"] = True
     pooled = {_question(c): (c, d) for c, d in pending if c.spec.pooled and c.spec.stratify
               and c.spec.workflows is None and "p_adjusted" in d}
-    pooled_verdicts = {q: _regression_verdict(c, d, settings)[0] for q, (c, d) in pooled.items()}
+    # a companion settles the question when it passes with its observed change inside the threshold, or
+    # without even a hint of a rise (unadjusted p >= SETTLE_P); a suggestive rise leaves it open
+    settled = {q for q, (c, d) in pooled.items() if _regression_verdict(c, d, settings)[0] == "pass"
+               and (d["delta"] <= d["threshold"] or d["p_value"] >= SETTLE_P)}
     out = []
     for c, d in pending:
-        if d.get("untestable") and d.get("practical") and not c.spec.pooled \
-                and pooled_verdicts.get(_question(c)) == "pass":
+        if d.get("untestable") and d.get("practical") and not c.spec.pooled and _question(c) in settled:
             d["decided_by"] = pooled[_question(c)]
         if "inconclusive" in d:
             verdict: Verdict = "inconclusive"
@@ -268,6 +270,11 @@ def _decide_regressions(pending: list[tuple[Concrete, dict[str, Any]]], settings
         fields = {k: v for k, v in d.items() if k not in ("practical", "min_p", "untestable", "decided_by")}
         results.append(_result(c, verdict, reason, settings, **fields))
     return results
+
+
+#: A per-workflow check too sparse to decide passes when its companion over all workflows passes with its
+#: change within the threshold or with an unadjusted p-value of at least this (no hint of a rise).
+SETTLE_P = 0.05
 
 
 def _question(c: Concrete) -> tuple[Any, ...]:
@@ -287,8 +294,9 @@ def _regression_verdict(c: Concrete, d: dict[str, Any], settings: GateSettings) 
         if practical and by is not None:
             return "pass", (
                 f"observed {change} beyond {limit}, too few traces to decide alone ({d['n_baseline']} and "
-                f"{d['n_candidate']}); over all workflows, each compared with itself, no significant regression "
-                f"({by[0].name}: p_adj {p_text(by[1]['p_adjusted'])})")
+                f"{d['n_candidate']}); over all workflows, each compared with itself, no sign of a regression "
+                f"({by[0].name}: {_change_text(by[1]['baseline'], by[1]['delta'], unit)}, "
+                f"p {p_text(by[1]['p_value'])})")
         if practical:
             return "inconclusive", (
                 f"cannot decide: observed {change} beyond {limit}, but with {d['n_baseline']} and "
