@@ -326,3 +326,18 @@ def test_cli_subprocess_gate_exit_code_and_headline(make_run: Callable[..., Side
     assert proc.stdout.startswith("fabric gate: FAIL (")
     assert proc.stderr.strip().splitlines()[-1].startswith("fabric gate: FAIL (")
     assert "Traceback" not in proc.stderr
+
+
+def test_a_sparse_rise_the_pooled_check_hints_at_stays_inconclusive() -> None:
+    """The bundled retrieval-regression pair (vector-store time doubled, 5 rag-answer traces a side): the
+    per-workflow check cannot decide alone and its companion over all workflows shows a rise beyond the
+    threshold with unadjusted p < 0.05, so the check stays INCONCLUSIVE with its observed change, never a pass."""
+    scenarios = Path(__file__).resolve().parents[1] / "fixtures" / "scenarios"
+    code, out, _ = _cli("gate", "-b", str(scenarios / "healthy.jsonl"), "-c",
+                        str(scenarios / "retrieval-regression.jsonl"), "--format", "json")
+    doc = json.loads(out)
+    (check,) = [c for c in doc["checks"] if c["name"] == "critical_path[vector_store] mean" and c["workflow"] == "rag-answer"]
+    assert check["verdict"] == "inconclusive" and check["reason"].startswith("cannot decide: observed +100.0%")
+    assert doc["verdict"] == "inconclusive" and code == 0
+    settled = [c for c in doc["checks"] if "too few traces to decide alone" in c["reason"]]
+    assert all(c["verdict"] == "pass" and "no sign of a regression" in c["reason"] for c in settled)
