@@ -7,8 +7,11 @@
   absolute)``) **and** *statistically* significant under a one-sided test
   (:mod:`fabric_trace.gate.stats`), after Holm-Bonferroni adjustment across
   every regression check of the run (``alpha`` is the family-wise error rate).
-* A **structure** check fails when the structural diff shows a significant
-  change of a category listed in ``[gate.structure] fail_on``.
+  Times are tested against *baseline + threshold* (:func:`_test`).
+* A **structure** check fails on a structural fact outright (a removed
+  guardrail, a new cross-region dependency, a new high/critical finding kind,
+  a new external dependency) and otherwise when the structural diff shows a
+  significant change of a category listed in ``[gate.structure] fail_on``.
 
 Tests are exact where samples are small (:mod:`fabric_trace.gate.stats`).
 A check is *inconclusive* (never a silent pass or fail) only when the data
@@ -16,7 +19,9 @@ cannot decide it: fewer than ``min_samples`` traces per side and scope, a
 percentile ``pXX`` without ``min_tail_samples`` traces above it, or an
 observed change beyond the practical threshold whose test could not be
 significant even for the most extreme data of that sample size (its smallest
-attainable p-value times the family size is not below ``alpha``).
+attainable p-value times the family size is not below ``alpha``), unless its
+companion over all workflows (a stratified check of the same question)
+shows no hint of a rise (:data:`SETTLE_P`).
 """
 
 from __future__ import annotations
