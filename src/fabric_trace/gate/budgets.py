@@ -78,7 +78,7 @@ class MetricDef:
         """Statistics allowed for this metric."""
         if self.kind == "sample":
             base = ("mean", *PERCENTILES, "tail", "max")
-            return (*base, "total") if self.unit in ("count", "tokens") else base
+            return (*base, "total") if self.unit in ("count", "tokens", "USD") else base
         return ("rate",)
 
 

@@ -93,6 +93,8 @@ def format_value(value: float | None, unit: str, *, delta: bool = False) -> str:
         return f"{sign}{value * 100:.1f}{' pp' if delta else '%'}"
     if unit == "tokens":
         return f"{sign}{value:,.0f} tokens"
+    if unit == "USD":
+        return f"{sign}{value:,.4f} USD"
     return f"{sign}{value:,.2f}"
 
 
