@@ -175,7 +175,7 @@ def test_every_reading_command_works_with_a_trace_of_unknown_extent(tmp_path: Pa
     d = ["--db", str(db)]
     for args in (["trace", "ls", *d], ["trace", "ls", "--format", "json", *d], ["trace", "show", "0badf00d", *d],
                  ["report", "latency", *d], ["report", "latency", "--format", "json", *d], ["report", "trust", *d],
-                 ["report", "locality", *d], ["report", "html", "--out", str(tmp_path / "r.html"), *d],
+                 ["report", "locality", *d], ["report", "llm", *d], ["session", "ls", *d], ["report", "html", "--out", str(tmp_path / "r.html"), *d],
                  ["trace", "export", "0badf00d", "--format", "jaeger", "--out", "-", *d],
                  ["gate", "--baseline", str(db), "--candidate", str(db)],
                  ["gate", "--baseline", str(db), "--candidate", str(db), "--html", str(tmp_path / "g.html")],

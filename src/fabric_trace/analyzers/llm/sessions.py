@@ -3,7 +3,9 @@
 A session is the traces that share a session id (a trace's session id: docs/schema.md,
 ``traces``); traces without one are not a session. Its turns are its traces in order of start
 (then trace id). ``gap_ns`` is the time from the end of the earlier turns (the latest end so
-far) to this turn's start: the user's think time, negative when turns overlap.
+far) to this turn's start: the user's think time, negative when turns overlap. A trace of
+unknown extent (no plausible span time, docs/critical-path.md repair 1b) is a turn after the
+others, with NULL ``gap_ns`` and ``session_path_ns``.
 
 The session's critical path covers the session from its first start to its last end with the
 turns that run longest: walking forward, at each moment the turn that has started and runs
@@ -35,7 +37,8 @@ def turns(rows: list[tuple[Any, ...]]) -> pa.Table:
         by_session[row[1]].append(row)
     out: list[dict[str, Any]] = []
     for session in sorted(by_session):
-        ordered = sorted(by_session[session], key=lambda r: (r[3], r[0]))
+        rows_s = by_session[session]
+        ordered = sorted((r for r in rows_s if r[3] is not None and r[4] is not None), key=lambda r: (r[3], r[0]))
         path = _path([(r[3], r[4]) for r in ordered])
         latest_end: int | None = None
         for k, (trace_id, _, user_id, start, end) in enumerate(ordered):
@@ -44,6 +47,12 @@ def turns(rows: list[tuple[Any, ...]]) -> pa.Table:
                         "gap_ns": None if latest_end is None else start - latest_end,
                         "session_path_ns": path[k]})
             latest_end = end if latest_end is None else max(latest_end, end)
+        # a trace of unknown extent (no plausible span time, docs/critical-path.md 1b): last, no timing
+        unknown = sorted((r for r in rows_s if r[3] is None or r[4] is None), key=lambda r: r[0])
+        for j, (trace_id, _, user_id, start, end) in enumerate(unknown):
+            out.append({"trace_id": trace_id, "session_id": session, "user_id": user_id,
+                        "turn": len(ordered) + j + 1, "start_ns": start, "end_ns": end,
+                        "gap_ns": None, "session_path_ns": None})
     return pa.Table.from_pylist(out, schema=SCHEMA)
 
 
