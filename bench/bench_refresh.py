@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--add", type=int, default=10_000)
     ap.add_argument("--work", default="/tmp/fabric-refresh-bench")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--no-add", action="store_true", help="only ingest and the full analysis (the 10M-span run)")
     args = ap.parse_args()
 
     from fabric_trace.fixtures_gen import Scenario, write_otlp_proto
@@ -82,6 +83,9 @@ def main() -> None:
     if not Path(base).exists():
         results.append({**step("ingest", base, str(big)), "label": f"ingest {args.spans:,} (no analysis)"})
     results.append({**step("analyze", base), "label": f"full analysis of {args.spans:,}"})
+    if args.no_add:
+        _report(args, results)
+        return
     empty = str(work / "empty.duckdb")
     for p in (empty, empty + ".wal"):
         Path(p).unlink(missing_ok=True)
@@ -89,6 +93,10 @@ def main() -> None:
     grown = str(work / "grown.duckdb")
     shutil.copyfile(base, grown)
     results.append({**step("add", grown, str(small)), "label": f"add {args.add:,} to the {args.spans:,} store"})
+    _report(args, results)
+
+
+def _report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     meta = {"spans": args.spans, "add": args.add, "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for r in results:

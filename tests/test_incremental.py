@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fabric_trace.analyzers import engine
 from fabric_trace.fixtures_gen import Scenario, write_otlp_jsonl
 from fabric_trace.service import run_ingest
 
@@ -88,6 +89,8 @@ def test_random_files_in_random_order_equal_one_shot(corpus: tuple[list[bytes], 
         owner = data.draw(st.lists(st.integers(0, n_files - 1), min_size=len(lines), max_size=len(lines)),
                           label="split")
     order = data.draw(st.permutations(range(n_files)), label="order")
+    # default batches (one transaction per refresh), or batches of a few traces (a commit per batch)
+    batch = data.draw(st.sampled_from([engine.BATCH_SPANS, 60]), label="batch_spans")
     root = tmp_path_factory.mktemp("split")
     files: list[Path] = []
     for f in range(n_files):
@@ -95,9 +98,13 @@ def test_random_files_in_random_order_equal_one_shot(corpus: tuple[list[bytes], 
         path.write_bytes(b"".join(line for line, o in zip(lines, owner) if o == f))
         files.append(path)
     db = str(root / "incremental.duckdb")
-    for f in order:
-        if files[f].stat().st_size:
-            run_ingest(db, [str(files[f])])
+    default, engine.BATCH_SPANS = engine.BATCH_SPANS, batch
+    try:
+        for f in order:
+            if files[f].stat().st_size:
+                run_ingest(db, [str(files[f])])
+    finally:
+        engine.BATCH_SPANS = default
     got = snapshot(db)
     for name in DERIVED:
         assert got[name] == expected[name], name
@@ -113,6 +120,44 @@ def test_refresh_after_duplicates_only_changes_nothing(tmp_path: Path,
     again = tmp_path / "again.jsonl"
     again.write_bytes(b"".join(lines[:5]))
     run_ingest(db, [str(again)])  # every span already there
+    assert snapshot(db) == expected
+
+
+def test_an_interrupted_refresh_of_several_batches_is_redone_in_full(
+        tmp_path: Path, corpus: tuple[list[bytes], dict[str, list[Any]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refresh of several batches commits per batch; stopped in the middle it leaves
+    ``refresh_pending``, the store reads as stale, and the next refresh derives everything again."""
+    from fabric_trace.analyzers.engine import is_stale, refresh
+    from fabric_trace.config import Config
+    from fabric_trace.store import db as store
+
+    lines, expected = corpus
+    src = tmp_path / "all.jsonl"
+    src.write_bytes(b"".join(lines))
+    db = str(tmp_path / "t.duckdb")
+    run_ingest(db, [str(src)], analyze=False)
+    write, calls = engine._Run._write, []
+
+    def stop_at_the_third_batch(self: Any, a: Any, out: Any, *, replace: bool) -> None:
+        calls.append(a.name)
+        if calls.count("trust") == 3:
+            raise KeyboardInterrupt
+        write(self, a, out, replace=replace)
+
+    monkeypatch.setattr(engine._Run, "_write", stop_at_the_third_batch)
+    con = store.connect(db)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            refresh(con, Config(), batch_spans=60)
+        meta = dict(con.execute("SELECT key, value FROM fabric_meta").fetchall())
+        assert meta.get("refresh_pending") == "1" and is_stale(con)
+        assert con.execute("SELECT count(DISTINCT trace_id) FROM latency_spans").fetchall()[0][0] > 0  # committed
+        monkeypatch.setattr(engine._Run, "_write", write)
+        assert refresh(con, Config(), batch_spans=60)
+        assert not is_stale(con)
+        assert "refresh_pending" not in dict(con.execute("SELECT key, value FROM fabric_meta").fetchall())
+    finally:
+        con.close()
     assert snapshot(db) == expected
 
 

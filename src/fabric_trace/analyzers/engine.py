@@ -7,7 +7,8 @@ tables were computed from, and ``derived_file_id`` the last ingested file they
 include. Every reader calls :func:`is_stale` (through :func:`refresh`) and
 never serves stale results silently.
 
-:func:`refresh` (docs/analyzers.md, "Refresh"), in one transaction:
+:func:`refresh` (docs/analyzers.md, "Refresh"), in one transaction when the work is
+one batch, else with a commit per batch (below):
 
 1. **What to derive.** A *full* derive (first time, another fingerprint, a
    table missing, ``force``) takes every trace; an *incremental* one takes the
@@ -23,6 +24,15 @@ never serves stale results silently.
 4. **Statistics over derived rows** (e.g. the what-if medians) are recomputed;
    where a statistic changed, the traces that depend on it (its
    ``affected_sql``) are derived again by that analyzer, like step 3.
+
+A full derive starts from the previous statistics (when their table is unchanged), so a
+re-analysis derives again only the traces whose statistics moved.
+
+**Bounded memory.** DuckDB holds what a transaction wrote until it commits, so from the
+second batch of a run on the work is committed before each batch, under
+``fabric_meta.refresh_pending``: while it is set the store is stale (:func:`is_stale`), and
+the next refresh derives everything again (an interrupted refresh is redone in full). The
+versions are written and ``refresh_pending`` removed in the last transaction.
 """
 
 from __future__ import annotations
@@ -43,7 +53,12 @@ from fabric_trace.errors import write_failure
 from fabric_trace.model import FINDING_COLUMNS
 
 #: Spans per partition batch (whole traces: a bigger trace or session is a batch of its own).
-BATCH_SPANS = 100_000
+#: A refresh of more than one batch commits after every batch (``refresh_pending``), so memory
+#: depends on the batch, not on the store (bench/README.md).
+BATCH_SPANS = 50_000
+
+#: DuckDB threads of the store connection while refreshing (restored afterwards).
+REFRESH_THREADS = 2
 
 #: DuckDB memory limit of the store connection while refreshing (its buffer pool would otherwise
 #: cache the span store up to 80 % of RAM); DuckDB spills beyond it. Restored afterwards.
@@ -76,7 +91,7 @@ def _needs_full(con: duckdb.DuckDBPyConnection, meta: dict[str, str], config: An
     have = _tables(con)
     if "finding_store" not in have or any(t not in have for a in registry().values() for t in a.tables):
         return True
-    if "derived_file_id" not in meta:
+    if "derived_file_id" not in meta or "refresh_pending" in meta:
         return True
     return config is not None and meta.get("derived_config") != config_fingerprint(config)
 
@@ -89,26 +104,31 @@ def is_stale(con: duckdb.DuckDBPyConnection, config: Any | None = None) -> bool:
 
 
 def refresh(con: duckdb.DuckDBPyConnection, config: Any, *, force: bool = False,
-            batch_spans: int = BATCH_SPANS) -> bool:
+            batch_spans: int | None = None) -> bool:
     """Bring every analyzer's derived tables up to date if stale; returns True if it ran.
 
     Incremental when only data was added since the last refresh (see the module docstring).
+    A refresh that fits in one batch is one transaction; a bigger one commits per batch
+    (``refresh_pending`` in ``fabric_meta`` until it finishes, see the module docstring).
     """
     meta = _meta(con)
     full = force or _needs_full(con, meta, config)
     if not full and meta.get("derived_version") == meta.get("data_version"):
         return False
-    limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    limit, threads = con.execute("SELECT current_setting('memory_limit'), current_setting('threads')").fetchall()[0]
     try:
         con.execute(f"SET memory_limit = '{REFRESH_MEMORY_LIMIT}'")
+        con.execute(f"SET threads = {min(int(threads), REFRESH_THREADS)}")
         con.execute("BEGIN TRANSACTION")
         interrupts.pause_point("analyze")
-        _Run(con, config, full, int(meta.get("derived_file_id", "0") or 0), batch_spans).run()
+        _Run(con, config, full, int(meta.get("derived_file_id", "0") or 0),
+             BATCH_SPANS if batch_spans is None else batch_spans).run()
         version = _meta(con).get("data_version", "0")
         last_file = con.execute("SELECT coalesce(max(file_id), 0) FROM files").fetchall()[0][0]
         for key, value in (("derived_version", version), ("derived_config", config_fingerprint(config)),
                            ("derived_file_id", str(last_file))):
             con.execute("INSERT OR REPLACE INTO fabric_meta VALUES (?, ?)", [key, value])
+        con.execute("DELETE FROM fabric_meta WHERE key = 'refresh_pending'")
         con.execute("COMMIT")
     except duckdb.Error as exc:
         _rollback(con)
@@ -117,10 +137,11 @@ def refresh(con: duckdb.DuckDBPyConnection, config: Any, *, force: bool = False,
         _rollback(con)
         raise
     finally:
-        try:
-            con.execute(f"SET memory_limit = '{limit}'")
-        except duckdb.Error:
-            pass
+        for name, value in (("memory_limit", f"'{limit}'"), ("threads", threads)):
+            try:
+                con.execute(f"SET {name} = {value}")
+            except duckdb.Error:
+                pass
     return True
 
 
@@ -141,12 +162,29 @@ class _Run:
         self.analyzers = list(registry().values())
         self.sessions = any(a.scope == "session" for a in self.analyzers)
         self.stats: dict[str, pa.Table] = {}
+        self.batches_done = 0
+
+    def _between_batches(self) -> None:
+        """From the second batch of a run on, commit the work so far (marked ``refresh_pending``, so
+        an interrupted refresh is redone in full by the next one): what a transaction holds is one
+        batch's rows, not the store's."""
+        self.batches_done += 1
+        if self.batches_done < 2:
+            return
+        self.con.execute("INSERT OR REPLACE INTO fabric_meta VALUES ('refresh_pending', '1')")
+        self.con.execute("COMMIT")
+        self.con.execute("BEGIN TRANSACTION")
 
     def run(self) -> None:
         con = self.con
+        previous: dict[str, pa.Table] = {}
         if self.full:
+            have = _tables(con)
             con.execute("DROP TABLE IF EXISTS finding_store")
             for a in self.analyzers:
+                for st in a.stats:  # the previous statistics: a re-analysis derives again only what moved
+                    if st.table in have:
+                        previous[st.table] = con.sql(f"SELECT * FROM {st.table}").to_arrow_table()
                 for table in a.tables:
                     con.execute(f"DROP TABLE IF EXISTS {table}")
         con.execute(FINDINGS_DDL)
@@ -154,6 +192,8 @@ class _Run:
             tables = a.sql("tables.sql")
             if tables:
                 con.execute(tables)
+        for table, rows in previous.items():
+            self._restore(table, rows)
         con.execute("DROP TABLE IF EXISTS _work")
         if self.full:
             con.execute("CREATE TEMP TABLE _work AS SELECT DISTINCT trace_id FROM span_store")
@@ -186,6 +226,18 @@ class _Run:
                 con.execute(views)
         for table in ("_work", "_redo", "_batch", "_stats_changed"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def _restore(self, table: str, rows: pa.Table) -> None:
+        """Put a statistic's previous rows back after its table was created again, if the columns
+        are the same (another analyzer version may have changed them: then it starts empty)."""
+        con = self.con
+        cols = [(r[0], r[1]) for r in con.execute(f"DESCRIBE {table}").fetchall()]
+        con.register("_prev", rows)
+        try:
+            if cols == [(r[0], r[1]) for r in con.execute("DESCRIBE _prev").fetchall()]:
+                con.execute(f"INSERT INTO {table} SELECT * FROM _prev")
+        finally:
+            con.unregister("_prev")
 
     # -- what to derive -------------------------------------------------------------------------
 
@@ -252,6 +304,7 @@ class _Run:
     def _derive(self, table: str, analyzers: list[Analyzer], *, replace: bool) -> None:
         con = self.con
         for _ in self._batches(table):
+            self._between_batches()
             spans = con.sql("SELECT s.* FROM span_store s SEMI JOIN _batch b USING (trace_id)").to_arrow_table()
             con.register("_part_spans", spans)
             try:

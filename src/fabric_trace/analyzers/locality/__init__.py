@@ -28,14 +28,29 @@ def _derive(part: Partition, cfg: Any) -> Derived:
     return derive(part, cfg)
 
 
+#: Significant digits the what-if targets are rounded to (docs/locality.md, "What-if"): a median
+#: moves in steps of 1-10 %, so new data from the same distribution rarely changes it, and only
+#: a change re-derives the traces that depend on it.
+MEDIAN_DIGITS = 2
+
+
+def _rounded(expr: str) -> str:
+    return (f"CASE WHEN {expr} > 0 THEN round({expr}, ({MEDIAN_DIGITS - 1} - floor(log10({expr})))::INTEGER) "
+            f"ELSE {expr} END")
+
+
 #: Per (access type, store): the median cost of a hit and the median duration of a local access
-#: over the whole store, the what-if targets (docs/locality.md, "What-if").
-MEDIANS_SQL = """
-SELECT access_type, store,
-       median(cost_ns) FILTER (WHERE outcome = 'hit') AS hit_ns,
-       median(duration_ns) FILTER (WHERE remote = 'local') AS local_ns
-FROM locality_access_store WHERE access_type <> 'prefix_cache'
-GROUP BY access_type, store
+#: over the whole store, rounded to MEDIAN_DIGITS significant digits: the what-if targets
+#: (docs/locality.md, "What-if").
+MEDIANS_SQL = f"""
+SELECT access_type, store, {_rounded("hit_ns")} AS hit_ns, {_rounded("local_ns")} AS local_ns
+FROM (
+    SELECT access_type, store,
+           median(cost_ns) FILTER (WHERE outcome = 'hit') AS hit_ns,
+           median(duration_ns) FILTER (WHERE remote = 'local') AS local_ns
+    FROM locality_access_store WHERE access_type <> 'prefix_cache'
+    GROUP BY access_type, store
+)
 """
 
 

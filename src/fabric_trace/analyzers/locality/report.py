@@ -191,15 +191,16 @@ def _finding_counts(con: duckdb.DuckDBPyConnection) -> tuple[dict[str | None, di
 
 
 def _counterfactuals(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """The medians the what-if uses, per store (over the whole database)."""
+    """The medians the what-if uses, per store (over the whole database, rounded as stored in
+    ``locality_median_store``)."""
     rows = _rows(con, """
-        SELECT access_type, store,
-               median(cost_ns) FILTER (WHERE outcome = 'hit') AS hit_ns,
-               median(duration_ns) FILTER (WHERE remote = 'local') AS local_ns
-        FROM locality_access_store WHERE access_type <> 'prefix_cache'
-        GROUP BY access_type, store
-        HAVING count(*) FILTER (WHERE outcome = 'miss' OR remote IN ('cross_zone', 'cross_region')) > 0
-        ORDER BY access_type, store
+        SELECT m.access_type, m.store, m.hit_ns, m.local_ns
+        FROM locality_median_store m
+        JOIN (SELECT access_type, store FROM locality_access_store WHERE access_type <> 'prefix_cache'
+              GROUP BY access_type, store
+              HAVING count(*) FILTER (WHERE outcome = 'miss' OR remote IN ('cross_zone', 'cross_region')) > 0) a
+             ON a.access_type = m.access_type AND a.store IS NOT DISTINCT FROM m.store
+        ORDER BY m.access_type, m.store
     """)
     return [{"access_type": r["access_type"], "store": r["store"], "median_hit_ms": _ms(r["hit_ns"]),
              "median_local_ms": _ms(r["local_ns"])} for r in rows]
