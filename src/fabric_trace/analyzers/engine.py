@@ -62,7 +62,7 @@ REFRESH_THREADS = 2
 
 #: DuckDB memory limit of the store connection while refreshing (its buffer pool would otherwise
 #: cache the span store up to 80 % of RAM); DuckDB spills beyond it. Restored afterwards.
-REFRESH_MEMORY_LIMIT = "512MB"
+REFRESH_MEMORY_LIMIT = "256MB"
 
 FINDINGS_VIEW = f"CREATE OR REPLACE VIEW findings AS SELECT {', '.join(FINDING_COLUMNS)} FROM finding_store"
 
@@ -224,7 +224,7 @@ class _Run:
             views = a.sql("views.sql")
             if views:
                 con.execute(views)
-        for table in ("_work", "_redo", "_batch", "_stats_changed"):
+        for table in ("_work", "_redo", "_batch", "_batch_rows", "_stats_changed"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
 
     def _restore(self, table: str, rows: pa.Table) -> None:
@@ -305,7 +305,12 @@ class _Run:
         con = self.con
         for _ in self._batches(table):
             self._between_batches()
-            spans = con.sql("SELECT s.* FROM span_store s SEMI JOIN _batch b USING (trace_id)").to_arrow_table()
+            # the batch's rows first (a scan of one column), then only those rows with every column:
+            # a semi join on ``s.*`` would read every column of the whole store for each batch
+            con.execute("CREATE OR REPLACE TEMP TABLE _batch_rows AS "
+                        "SELECT s.rowid AS r FROM span_store s SEMI JOIN _batch b USING (trace_id)")
+            spans = con.sql("SELECT s.* FROM span_store s WHERE s.rowid IN (SELECT r FROM _batch_rows) "
+                            "ORDER BY s.rowid").to_arrow_table()
             con.register("_part_spans", spans)
             try:
                 resources = con.sql("SELECT r.* FROM resources r WHERE r.resource_id IN "
