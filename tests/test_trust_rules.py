@@ -342,6 +342,19 @@ def test_deep_chain_and_parent_cycle(tmp_path: Path) -> None:
     assert {(r["trace_id"], r["span_id"]) for r in rows if r["kind"] == "unguarded_tool_call"} == {(tid(2), sid(3))}
 
 
+def test_a_parent_cycle_is_cut_as_the_graph_cuts_it(tmp_path: Path) -> None:
+    #   a (parent: the policy, starts first) <-> guardrail (parent: a); the tool under the guardrail.
+    #   One cycle policy (graph.arrays.cycle_cuts): the edge into a, the earliest-starting span, is cut,
+    #   so a is the root, the guardrail its child and the tool guarded by its ancestor.
+    ts = TraceSet()
+    ts.trace(tid(1), [S(sid(1), sid(2), "a", AGENT, 0, 10), policy(2, 1, 1, 9, call="cyc"),
+                      tool(3, 2, 2, 3, call="cyc")])
+    con = build(tmp_path, ts)
+    assert keyset(trust_findings(con), "unguarded_tool_call") == set()
+    assert con.execute("SELECT span_id FROM latency_repairs WHERE kind = 'cycle_cut'").fetchall() == [(sid(1),)]
+    assert con.execute("SELECT depth FROM span_metrics WHERE span_id = ?", [sid(3)]).fetchall() == [(2,)]
+
+
 def test_call_crossing_without_a_client_span_takes_the_callee_side(tmp_path: Path) -> None:
     #   gateway SERVER (https, inbound)  ->  backend SERVER (http, its own address)   no CLIENT span between
     ts = TraceSet()

@@ -77,6 +77,32 @@ def jumps(parent: I64) -> Jumps:
     return Jumps(tuple(tables), depth, cyclic)
 
 
+def cycle_cuts(parent: I64, start: I64, cyclic: Bool | None = None) -> I64:
+    """The one cycle policy of every span tree (the graph's repairs, the trust rules): the rows
+    whose parent edge is cut, one per parent cycle, at its earliest-starting span (ties: the
+    smallest row; rows are sorted by span id within a trace, docs/critical-path.md).
+
+    ``cyclic`` (from :func:`jumps`) marks the nodes that never reach a root; spans hanging
+    below a cycle keep their parents. An iterative walk with colours (no recursion).
+    """
+    if cyclic is None:
+        cyclic = jumps(parent).cyclic
+    colour = dict.fromkeys(np.flatnonzero(cyclic).tolist(), 0)
+    cuts: list[int] = []
+    for v0 in sorted(colour):
+        path, v = [], v0
+        while v in colour and colour[v] == 0:
+            colour[v] = 1
+            path.append(v)
+            v = int(parent[v])
+        if v in colour and colour[v] == 1:
+            cycle = path[path.index(v):]
+            cuts.append(min(cycle, key=lambda c: (int(start[c]), c)))
+        for u in path:
+            colour[u] = 2
+    return np.array(sorted(cuts), dtype=np.int64)
+
+
 def order_by(*keys: I64) -> I64:
     """Stable sort order by several int64 keys, most significant first (like
     ``np.lexsort(keys[::-1])``, which is ~10x slower).

@@ -85,26 +85,6 @@ class _Records:
             self.rows.append((m.REPAIR_KINDS.index(kind), at, offset, count, related))
 
 
-def _cut_cycles(a: SpanArrays, par: I64, cyclic: Bool, rec: _Records) -> None:
-    """Cut every parent cycle at its earliest-starting span (ties: smallest id)."""
-    colour = dict.fromkeys(np.flatnonzero(cyclic).tolist(), 0)
-    cuts: list[int] = []
-    for v0 in sorted(colour):
-        path, v = [], v0
-        while v in colour and colour[v] == 0:
-            colour[v] = 1
-            path.append(v)
-            v = int(par[v])
-        if v in colour and colour[v] == 1:
-            cycle = path[path.index(v):]
-            cuts.append(min(cycle, key=lambda c: (int(a.start[c]), c)))
-        for u in path:
-            colour[u] = 2
-    cut = np.array(sorted(cuts), dtype=np.int64)
-    rec.add(m.CYCLE_CUT, cut)
-    par[cut] = -1
-
-
 def _adjust_skew(a: SpanArrays, par: I64, end: I64, depth: I64, skewed: Bool, max_ns: int,
                  rec: _Records) -> I64:
     """Top-down clock-skew adjustment of the traces that have a skewed edge."""
@@ -206,7 +186,9 @@ def compute_bucket(a: SpanArrays, *, max_clock_skew_ns: int | None = None,
     par[selfp] = -1
     jp = ga.jumps(par)
     if jp.cyclic.any():
-        _cut_cycles(a, par, jp.cyclic, rec)
+        cut = ga.cycle_cuts(par, a.start, jp.cyclic)
+        rec.add(m.CYCLE_CUT, cut)
+        par[cut] = -1
         jp = ga.jumps(par)
     has_p = par >= 0
     pz = np.maximum(par, 0)

@@ -14,7 +14,11 @@ and its ``exit`` number (the position after its whole subtree):
 The numbers come from an Euler tour of the forest, ranked by pointer
 doubling (list ranking): ``O(n log L)`` numpy work for the longest tour L,
 with no recursion and no per-span Python, so a 100k-deep chain costs ~18
-passes over the arrays. Parent cycles are cut first (their spans become roots).
+passes over the arrays. Parent cycles are cut first, by the graph's one policy
+(:func:`fabric_trace.graph.arrays.cycle_cuts`: at the earliest-starting span of
+the cycle, which becomes a root; the other spans keep their parents). Cycle members
+that start together are told apart by the visiting order (end time, then a hash
+of the span id) where the graph takes the smallest span id.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from fabric_trace.graph.arrays import jumps
+from fabric_trace.graph.arrays import cycle_cuts, jumps
 
 I64 = NDArray[np.int64]
 Bool = NDArray[np.bool_]
@@ -120,8 +124,13 @@ def tree_positions(
         empty = np.zeros(0, dtype=np.int64)
         return TreePositions(empty, empty, empty, np.zeros(0, dtype=bool), empty)
     jt = jumps(parent)
-    if jt.cyclic.any():
-        parent = np.where(jt.cyclic, -1, parent)
+    if jt.cyclic.any():  # the graph's cycle policy: cut at the earliest-starting span of each cycle
+        visit = np.arange(n, dtype=np.int64)  # rank in visiting order (start, tie)
+        if start is not None:
+            visit[np.lexsort((visit if tie is None else tie, start))] = np.arange(n, dtype=np.int64)
+        cut = cycle_cuts(parent, visit, jt.cyclic)
+        parent = parent.copy()
+        parent[cut] = -1
         jt = jumps(parent)
     rank = _list_rank(_tour_successors(parent, trace_no, start, tie))
     # Tour positions from the start of each trace's tour (its first root's enter event,
