@@ -84,7 +84,8 @@ def _meta(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {r[0] for r in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+        "AND database_name = current_database()").fetchall()}  # not an attached store's (open_overlay)
 
 
 def _needs_full(con: duckdb.DuckDBPyConnection, meta: dict[str, str], config: Any | None) -> bool:
@@ -163,6 +164,7 @@ class _Run:
         self.sessions = any(a.scope == "session" for a in self.analyzers)
         self.stats: dict[str, pa.Table] = {}
         self.batches_done = 0
+        self.span_table = "span_store" in _tables(con)  # a table (row ids), not the overlay's view
 
     def _between_batches(self) -> None:
         """From the second batch of a run on, commit the work so far (marked ``refresh_pending``, so
@@ -307,10 +309,14 @@ class _Run:
             self._between_batches()
             # the batch's rows first (a scan of one column), then only those rows with every column:
             # a semi join on ``s.*`` would read every column of the whole store for each batch
-            con.execute("CREATE OR REPLACE TEMP TABLE _batch_rows AS "
-                        "SELECT s.rowid AS r FROM span_store s SEMI JOIN _batch b USING (trace_id)")
-            spans = con.sql("SELECT s.* FROM span_store s WHERE s.rowid IN (SELECT r FROM _batch_rows) "
-                            "ORDER BY s.rowid").to_arrow_table()
+            # (a view over a read-only store, store.open_overlay, has no row ids: the semi join then)
+            if self.span_table:
+                con.execute("CREATE OR REPLACE TEMP TABLE _batch_rows AS "
+                            "SELECT s.rowid AS r FROM span_store s SEMI JOIN _batch b USING (trace_id)")
+                spans = con.sql("SELECT s.* FROM span_store s WHERE s.rowid IN (SELECT r FROM _batch_rows) "
+                                "ORDER BY s.rowid").to_arrow_table()
+            else:
+                spans = con.sql("SELECT s.* FROM span_store s SEMI JOIN _batch b USING (trace_id)").to_arrow_table()
             con.register("_part_spans", spans)
             try:
                 resources = con.sql("SELECT r.* FROM resources r WHERE r.resource_id IN "
