@@ -28,6 +28,9 @@ def test_no_section_gives_the_documented_defaults() -> None:
     # the analyzers' declared default checks come from the registry (locality's cross-region accesses)
     assert [c.metric for c in s.checks if c.metric not in METRICS or c.metric == "cross_region_accesses"] == \
         ["cross_region_accesses"]
+    # issue 15: cost per trace is a default relative check (the llm analyzer's registry entry)
+    cost = [c for c in s.checks if c.metric == "llm_cost_usd"]
+    assert [(c.stat, c.relative, c.absolute, c.pooled) for c in cost] == [("mean", 0.10, 0.0001, False)]
     assert s.structure.fail_on == ("guardrail_removed", "peer_added", "region_added", "trust_crossing_added",
                                    "finding_kind_added")
 
