@@ -29,7 +29,7 @@ def demo_command(
         with tempfile.TemporaryDirectory(prefix="fabric-demo-") as tmp:
             summary = run_ingest(db, demo_paths(tmp))
         d = summary.as_dict()
-        err.print(Text(f"demo: {d['spans_ingested']:,} new spans ({d['spans_duplicate']:,} already there), "
+        err.print(Text(f"demo: {d['spans_ingested']:,} new spans, {d['spans_duplicate']:,} duplicate, "
                        f"{d['traces']:,} traces -> {db}"))
         reports = demo_reports(db)
         if fmt == OutputFormat.json:
