@@ -16,6 +16,7 @@ import duckdb
 from fabric_trace.errors import UsageError
 from fabric_trace.model import ReportFilter
 from fabric_trace.model import Column, Report, Table
+from fabric_trace.analyzers.units import ms as _ms, percent as _pct
 
 #: Dimensions for ``--by``.
 BY_COLUMNS = {"role": "s.role", "service": "s.service_name", "operation": "s.name", "model": "s.model"}
@@ -33,14 +34,6 @@ class LatencyOptions:
     by: str = "role"
     top: int = 10
     filter: ReportFilter = field(default_factory=ReportFilter)
-
-
-def _ms(ns: Any) -> float | None:
-    return None if ns is None else round(float(ns) / 1e6, 3)
-
-
-def _pct(x: Any) -> float | None:
-    return None if x is None else round(float(x) * 100.0, 2)
 
 
 def _selected_traces(con: duckdb.DuckDBPyConnection, flt: ReportFilter) -> None:

@@ -13,6 +13,7 @@ import duckdb
 
 from fabric_trace.errors import UsageError
 from fabric_trace.model import Column, Report, Table
+from fabric_trace.analyzers.units import ms as _ms
 
 #: Candidates listed when a session-id prefix is ambiguous.
 _CANDIDATES = 10
@@ -25,10 +26,6 @@ def _iso(ns: int | None) -> str | None:
         return None
     return datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + (
         f".{(ns % 1_000_000_000) // 1_000_000:03d}Z")
-
-
-def _ms(ns: Any) -> float | None:
-    return None if ns is None else round(float(ns) / 1e6, 3)
 
 
 def _usd(x: Any) -> float | None:

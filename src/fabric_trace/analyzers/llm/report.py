@@ -15,6 +15,7 @@ import duckdb
 
 from fabric_trace.errors import UsageError
 from fabric_trace.model import Column, Report, ReportFilter, Table
+from fabric_trace.analyzers.units import ms as _ms, percent as _pct
 
 #: Dimensions for ``--by``.
 BY_COLUMNS = {"model": "c.model", "provider": "c.provider", "workflow": "c.workflow", "operation": "c.operation",
@@ -28,14 +29,6 @@ class LlmOptions:
     by: str = "model"
     top: int = 10
     filter: ReportFilter = field(default_factory=ReportFilter)
-
-
-def _ms(ns: Any) -> float | None:
-    return None if ns is None else round(float(ns) / 1e6, 3)
-
-
-def _pct(x: Any) -> float | None:
-    return None if x is None else round(float(x) * 100.0, 2)
 
 
 def _usd(x: Any) -> float | None:

@@ -18,6 +18,7 @@ from fabric_trace.analyzers.locality.findings import KINDS
 from fabric_trace.errors import UsageError
 from fabric_trace.model import ReportFilter
 from fabric_trace.model import Column, Report, Table
+from fabric_trace.analyzers.units import ms as _ms
 
 #: Keys of an access-statistics row (per access type or per store), in display order.
 STAT_KEYS = (
@@ -65,10 +66,6 @@ class LocalityOptions:
     filter: ReportFilter = field(default_factory=ReportFilter)
     top: int = 20
     """Stores shown by the table formats (JSON lists them all)."""
-
-
-def _ms(ns: Any) -> float | None:
-    return None if ns is None else round(float(ns) / 1e6, 3)
 
 
 def _pct(num: Any, den: Any) -> float | None:
