@@ -45,7 +45,8 @@ from fabric_trace.ingest.limits import Limits
 from fabric_trace.ingest.normalize import Projection, compile_projection
 from fabric_trace.ingest.otlp_json_fast import decode_otlp_line
 from fabric_trace.ingest.sources import HashingReader, Source, SpooledStdin, StdinSpool, expand, sha256_file
-from fabric_trace.ingest.writer import KeyCollision, Prepared, StoreWriter, merge_prepared
+from fabric_trace.ingest.writer import BatchResult, KeyCollision, Prepared, StoreWriter, merge_prepared
+from fabric_trace.ingest.writer_stream import StreamInsert
 
 DEFAULT_BATCH_SPANS = 50_000
 #: Spans decoded between two conversions to Arrow (see _FlushingBatch).
@@ -124,13 +125,19 @@ class _BackgroundWriter:
     two cores the two halves of the ingest overlap. The connection is used by
     the worker only between :meth:`submit` and :meth:`drain`; the caller uses it
     (BEGIN, manifest, COMMIT) only when drained.
+
+    With ``stream`` (fast mode), the first batch starts one ``INSERT`` for the whole
+    file (:class:`~.writer_stream.StreamInsert`) that takes every later batch as it is
+    submitted; :meth:`drain` ends it.
     """
 
-    def __init__(self, writer: StoreWriter, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, writer: StoreWriter, con: duckdb.DuckDBPyConnection, stream: bool = False) -> None:
         self._writer = writer
         self._con = con
+        self._stream = stream
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
+        self._end_taken = False
         self._thread = threading.Thread(target=self._run, name="fabric-writer", daemon=True)
         self._thread.start()
 
@@ -140,17 +147,52 @@ class _BackgroundWriter:
             try:
                 if item is None:
                     return
-                if self._error is None:
-                    job, prep, quarantine, file_id, path, result = item
-                    out = self._writer.apply(prep, file_id)
-                    _account(result, job, out)
-                    quarantine += [(w, "rejected", reason, t, s, None) for w, t, s, reason in out.conflicts]
-                    if quarantine:
-                        _write_quarantine(self._con, file_id, path, quarantine)
+                if item is not _END and self._error is None:
+                    if self._stream:
+                        self._run_stream(item)
+                    else:
+                        self._apply(item)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller in drain()
                 self._error = exc
             finally:
                 self._queue.task_done()
+                if self._end_taken:  # the stream took the end mark: it is done only now
+                    self._end_taken = False
+                    self._queue.task_done()
+
+    def _apply(self, item: tuple[Any, ...]) -> None:
+        job, prep, quarantine, file_id, path, result = item
+        out = self._writer.apply(prep, file_id)
+        _account(result, job, out)
+        quarantine += [(w, "rejected", reason, t, s, None) for w, t, s, reason in out.conflicts]
+        if quarantine:
+            _write_quarantine(self._con, file_id, path, quarantine)
+
+    def _run_stream(self, first: tuple[Any, ...]) -> None:
+        job, prep, quarantine, file_id, path, result = first
+        pending: list[tuple[Any, ...]] = []
+
+        def take(item: tuple[Any, ...]) -> Prepared:
+            job, prep, quarantine, _, _, result = item
+            _account(result, job, BatchResult(decoded=prep.decoded, inserted=prep.decoded))
+            pending.extend(quarantine)
+            return prep
+
+        def more() -> Prepared | None:
+            item = self._queue.get()
+            if item is _END:  # done when the INSERT is (see _run)
+                self._end_taken = True
+                return None
+            self._queue.task_done()
+            return take(item)
+
+        insert = StreamInsert(self._writer, file_id)
+        try:
+            insert.run(take(first), more)
+        finally:
+            insert.close()
+        if pending:
+            _write_quarantine(self._con, file_id, path, pending)
 
     def submit(self, item: tuple[Any, ...]) -> None:
         if self._error is not None:
@@ -159,15 +201,23 @@ class _BackgroundWriter:
 
     def drain(self) -> None:
         """Wait until every submitted batch is written; re-raise a worker error."""
+        if self._stream:
+            self._queue.put(_END)
         self._queue.join()
         if self._error is not None:
             err, self._error = self._error, None
             raise err
 
     def close(self) -> None:
+        if self._stream:
+            self._queue.put(_END)
         self._queue.join()
         self._queue.put(None)
         self._thread.join()
+
+
+#: Ends a file's streaming INSERT (see _BackgroundWriter).
+_END = object()
 
 
 @dataclass
@@ -299,6 +349,8 @@ class IngestOptions:
     projection: Projection | None = None
     #: Write each file with plain INSERTs first (False: always the classifying insert; for tests).
     fast: bool = True
+    #: In fast mode, one INSERT per file fed as a stream (False: one per batch; for tests).
+    stream: bool = True
 
 
 def ingest(con: duckdb.DuckDBPyConnection, db_label: str, args: list[str],
@@ -478,7 +530,7 @@ def _attempt(con: duckdb.DuckDBPyConnection, writer: StoreWriter, src: Source, o
     report = (lambda n: progress(src.path, 0, n)) if progress else None
     writer.begin_file(fast)
     con.execute("BEGIN TRANSACTION")
-    background = _BackgroundWriter(writer, con)
+    background = _BackgroundWriter(writer, con, stream=fast and options.stream)
     try:
         batch = _FlushingBatch(writer, background, file_id, result, src.path, options.batch_spans, report)
         raw = src.open()

@@ -12,7 +12,8 @@ it (on the writer thread; DuckDB releases the GIL). Rows are classified:
 A file is written in one of two modes (the caller owns the transaction, one per
 file, see :mod:`.pipeline`):
 
-* **fast** (the default for a file): a plain ``INSERT`` per batch. The primary
+* **fast** (the default for a file): a plain ``INSERT`` (per batch here; the ingest
+  pipeline runs one per file fed as a stream, :mod:`.writer_stream`). The primary
   key is checked by DuckDB's index; any collision (with the store, with an
   earlier batch, inside the batch) makes DuckDB abort the transaction, and
   :meth:`StoreWriter.apply` raises :class:`KeyCollision`. The pipeline then rolls
@@ -224,13 +225,14 @@ class StoreWriter:
         norm = ", ".join(f"{expr} AS {col}" for col, expr in p.columns.items())
         r_names = "".join(f", r.r{i}" for i in range(1, len(p.resource_keys) + 1))
 
-        def insert_from(source: str, returning: bool) -> str:
+        def insert_from(source: str, returning: bool, resolved: bool = False) -> str:
+            # resolved: the source has the crosswalk's resource columns already (r1..rM)
             inner = f"""
             SELECT s3.*, {norm} FROM (
                 SELECT s2.*{"".join(", " + x for x in low)} FROM (
                     SELECT s1.*{"".join(", " + x for x in a_sel)} FROM (
-                        SELECT c0.*, {a_src if a_sel else "NULL"} AS _x_a, lower(c0.name) AS _n{r_names}
-                        FROM {source} c0 LEFT JOIN res_x r USING (resource_id)
+                        SELECT c0.*, {a_src if a_sel else "NULL"} AS _x_a, lower(c0.name) AS _n{"" if resolved else r_names}
+                        FROM {source} c0 {"" if resolved else "LEFT JOIN res_x r USING (resource_id)"}
                     ) s1
                 ) s2
             ) s3"""
@@ -244,6 +246,25 @@ class StoreWriter:
         """ + ("ON CONFLICT DO NOTHING RETURNING trace_id, span_id" if returning else "")
 
         self._insert_fast_sql = insert_from(canon, returning=False)
+        # One statement per file (see .writer_stream): the stream's spans carry canonical
+        # resource/scope ids and the resource crosswalk columns, so nothing is joined.
+        n_r = len(p.resource_keys)
+        r_stream = "".join(f", b.r{i}" for i in range(1, n_r + 1))
+        stream_canon = f"""(
+            SELECT *, hash({_RAW_COLS}) AS content_hash FROM (
+                SELECT b.seq, b.where_, {staged}, b.resource_id, b.scope_id{r_stream}
+                FROM stage_stream b
+            )
+        )"""
+        self._insert_stream_sql = insert_from(stream_canon, returning=False, resolved=True)
+        self.stream_schema = pa.schema(list(_STAGE_SCHEMA) + [(f"r{i}", pa.string()) for i in range(1, n_r + 1)])
+        #: SQL giving a resource's canonical row and crosswalk columns (over ``dim_batch``).
+        self.resource_sql = (f"SELECT local_key, {_RESOURCE_ID_SQL} AS resource_id, json(attributes) AS attributes, "
+                             f"schema_url, dropped{''.join(', ' + c for c in r_sel)} "
+                             f"FROM (SELECT *, {r_src if r_sel else 'NULL'} AS _x_r FROM "
+                             f"(SELECT local_key, json(attributes) AS attributes, schema_url, dropped FROM dim_batch))")
+        self.scope_sql = (f"SELECT local_key, {_SCOPE_ID_SQL} AS scope_id, name, version, json(attributes) AS attributes, "
+                          f"schema_url, dropped FROM dim_batch")
         self._insert_ranked_sql = insert_from("(SELECT * FROM stage_cls WHERE rn = 1)", returning=True)
 
     def begin_file(self, fast: bool, *, after_commit: bool = False) -> None:
