@@ -49,7 +49,10 @@ def scores(con: duckdb.DuckDBPyConnection, truth: dict[str, Any]) -> dict[str, t
     out["sessions"] = pr(Counter(sessions), Counter((t["trace_id"], t["session_id"]) for t in truth["traces"]))
     users = con.execute("SELECT DISTINCT trace_id, user_id FROM spans WHERE user_id IS NOT NULL").fetchall()
     out["users"] = pr(Counter(users), Counter((t["trace_id"], t["user_id"]) for t in truth["traces"] if t["user_id"]))
-    calls = con.execute("SELECT trace_id, input_tokens, output_tokens FROM spans WHERE role = 'llm'").fetchall()
+    # a model call is a row of the llm analyzer's llm_calls (one per call across instrumentation layers:
+    # langchain-openai-layers reports each call twice), embeddings apart
+    calls = con.execute("SELECT trace_id, input_tokens, output_tokens FROM llm_calls "
+                        "WHERE operation IS DISTINCT FROM 'embeddings'").fetchall()
     out["llm_calls_tokens"] = pr(Counter(calls), Counter((c["trace_id"], c["input_tokens"], c["output_tokens"])
                                                          for c in truth["llm_calls"]))
     if truth.get("embedding_calls"):

@@ -10,7 +10,10 @@ Definitions (docs/ci.md, "Metrics"):
 
 * a *call* of role R is a span of role R whose parent is not of role R (a
   CLIENT -> SERVER -> handler chain of one retrieval counts once);
-* LLM tokens are the input + output tokens of the LLM calls;
+* LLM calls and tokens are read from the llm analyzer's ``llm_calls`` view
+  (docs/llm.md): each model call once, however many instrumentation layers
+  reported it (LangChain's ``ChatOpenAI`` over the OpenAI SDK's span is one
+  call, not two); tokens are its input + output tokens;
 * a *retry* is a span whose previous sibling of the same name (same parent)
   ended in ERROR before it started;
 * critical-path time of a role is the sum of the critical-path segments
@@ -60,8 +63,12 @@ class SideMetrics:
     calls: dict[str, np.ndarray]
     """Calls per trace, by role."""
     llm_tokens: np.ndarray
+    """Input + output tokens per trace, of the llm analyzer's ``llm_calls`` (zeros without its tables)."""
     retries: np.ndarray
     findings: Findings
+    llm_calls: np.ndarray | None = None
+    """Model calls per trace: rows of the llm analyzer's ``llm_calls`` (``None``: zeros, e.g. without its
+    tables)."""
     declared: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict)
     """The metrics the analyzer registry declares, per trace: name -> (values, ``None``) for kinds ``sample``
     and ``proportion``, (num, den) for ``ratio``; only those whose analyzer's tables this side has."""
@@ -85,6 +92,7 @@ class SideMetrics:
             cp_ns={r: a[keep] for r, a in self.cp_ns.items() if a[keep].any()},
             calls={r: a[keep] for r, a in self.calls.items()},
             llm_tokens=self.llm_tokens[keep], retries=self.retries[keep],
+            llm_calls=self.llm_calls[keep] if self.llm_calls is not None else None,
             findings=Findings(new_index[f.trace_index[rows]], f.analyzer[rows], f.kind[rows], f.severity_rank[rows],
                               f.count[rows]),
             declared={k: (v[keep], d[keep] if d is not None else None) for k, (v, d) in self.declared.items()},
@@ -215,14 +223,8 @@ def load_side(con: duckdb.DuckDBPyConnection, label: str, source: str) -> SideMe
         WHERE p.role IS DISTINCT FROM s.role
         GROUP BY ALL
     """)
-    llm_tokens = _per_trace(con, n, f"""
-        {_INDEX_CTE}
-        SELECT t.i, sum(coalesce(s.input_tokens, 0) + coalesce(s.output_tokens, 0))
-        FROM span_store s JOIN t USING (trace_id)
-        LEFT JOIN span_store p ON p.trace_id = s.trace_id AND p.span_id = s.parent_span_id
-        WHERE s.role = 'llm' AND p.role IS DISTINCT FROM 'llm'
-        GROUP BY ALL
-    """)
+    caps = capabilities(names)
+    llm_calls, llm_tokens = _llm_calls(con, n, caps)
     retries = _per_trace(con, n, f"""
         {_INDEX_CTE}
         SELECT t.i, count(*) FROM (
@@ -235,12 +237,30 @@ def load_side(con: duckdb.DuckDBPyConnection, label: str, source: str) -> SideMe
         GROUP BY ALL
     """)
     findings = _findings(con, names)
-    caps = capabilities(names)
     return SideMetrics(
         label=label, source=source, workflow=workflow, duration_ms=duration_ms, has_error=has_error,
         incomplete=incomplete, cp_ns=cp_ns, calls=calls, llm_tokens=llm_tokens, retries=retries,
         findings=findings, declared=_declared(con, n, caps), capabilities=caps, incomplete_flags=incomplete_flags,
+        llm_calls=llm_calls,
     )
+
+
+def _llm_calls(con: duckdb.DuckDBPyConnection, n: int, caps: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Model calls and their input + output tokens per trace, from the llm analyzer's ``llm_calls`` view:
+    one row per call across instrumentation layers (a span of role ``llm`` inside another is the same call
+    seen by a lower layer, not a second call). Zeros when the store has no llm tables (the checks of these
+    metrics then say so, :func:`~fabric_trace.gate.samples.missing_source`)."""
+    if "llm" not in caps:
+        return np.zeros(n, dtype=float), np.zeros(n, dtype=float)
+    calls, tokens = np.zeros(n, dtype=float), np.zeros(n, dtype=float)
+    for i, count, total in con.execute(f"""
+        {_INDEX_CTE}
+        SELECT t.i, count(*), sum(coalesce(c.input_tokens, 0) + coalesce(c.output_tokens, 0))
+        FROM llm_calls c JOIN t USING (trace_id)
+        GROUP BY ALL
+    """).fetchall():
+        calls[int(i)], tokens[int(i)] = float(count), float(total or 0)
+    return calls, tokens
 
 
 def _per_trace(con: duckdb.DuckDBPyConnection, n: int, sql: str) -> np.ndarray:

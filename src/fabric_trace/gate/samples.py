@@ -23,7 +23,7 @@ from fabric_trace.gate.metrics import SideMetrics
 ALL = "(all)"
 
 #: Metric -> role whose calls it counts.
-_CALL_METRICS = {"llm_calls": "llm", "retrieval_calls": "retrieval", "tool_calls": "tool"}
+_CALL_METRICS = {"retrieval_calls": "retrieval", "tool_calls": "tool"}
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class Sample:
 
 def missing_source(spec: CheckSpec, base: SideMetrics, cand: SideMetrics) -> str | None:
     metric = metric_defs()[spec.metric]
-    needed = metric.source if metric.sql is not None else None
+    needed = metric.source if metric.source not in ("latency", "findings") else None
     if metric.findings and spec.analyzer is not None and spec.analyzer != "latency":
         needed = spec.analyzer
     if needed is None:
@@ -177,6 +177,8 @@ def _sample_of(c: Concrete, side: SideMetrics, mask: np.ndarray) -> Sample:
         return Sample(n, values=side.has_error[mask].astype(float))
     if name in _CALL_METRICS:
         return Sample(n, values=side.calls_of(_CALL_METRICS[name])[mask])
+    if name == "llm_calls":  # the llm analyzer's llm_calls: each model call once across layers
+        return Sample(n, values=(side.llm_calls if side.llm_calls is not None else side.zeros())[mask])
     if name == "llm_tokens":
         return Sample(n, values=side.llm_tokens[mask])
     if name == "retries":

@@ -15,7 +15,7 @@ Usage (each convention needs its libraries, see README.md; none of them is a dep
 
     python tests/data/captures/make_captures.py openllmetry
     python tests/data/captures/make_captures.py otel-genai-old   # and otel-genai-new, openinference,
-    # langchain-openinference, langgraph, llamaindex; vercel-ai runs make_capture_vercel_ai.cjs with node
+    # langchain-openinference, langchain-openai-layers, langgraph, llamaindex; vercel-ai runs make_capture_vercel_ai.cjs with node
 
 The scenario, per request: an LLM call offered tools answers with two parallel tool calls; each
 call is checked by policy (or not), the two run concurrently in threads, and a second LLM call
@@ -485,12 +485,17 @@ def run_openllmetry() -> None:
     finish("openllmetry", exporter, log)
 
 
-def run_langchain_openinference() -> None:
+def run_langchain_openinference(name: str = "langchain-openinference", openai_layer: bool = False) -> None:
     """LangChain (langchain-openai ChatOpenAI with bound tools, langchain-core tools and runnables)
     instrumented by openinference-instrumentation-langchain. The policy check is a RunnableLambda
     (an OpenInference CHAIN span) whose output is the decision; tools are LangChain tools (TOOL spans).
     The instrumentation does not make its spans current, so the program names its spans by trace
-    and name (``named_spans``) instead of span id."""
+    and name (``named_spans``) instead of span id.
+
+    With ``openai_layer`` (convention ``langchain-openai-layers``) openinference-instrumentation-openai
+    is installed too, as teams often do: every model call is then reported twice, by LangChain's
+    ``ChatOpenAI`` LLM span and, below it, by the OpenAI SDK's ``ChatCompletion`` LLM span (one call,
+    two layers: docs/llm.md, "One call, one row")."""
     from langchain_core.messages import HumanMessage, SystemMessage, ToolMessage
     from langchain_core.runnables import RunnableConfig, RunnableLambda
     from langchain_core.tools import StructuredTool
@@ -502,8 +507,14 @@ def run_langchain_openinference() -> None:
     provider, exporter = sdk()
     trace.set_tracer_provider(provider)
     LangChainInstrumentor().instrument(tracer_provider=provider)
-    log = Log("langchain-openinference", versions("openinference-instrumentation-langchain", "langchain-core",
-                                                  "langchain-openai", "opentelemetry-sdk", "openai"))
+    libraries = ["openinference-instrumentation-langchain", "langchain-core", "langchain-openai", "opentelemetry-sdk",
+                 "openai"]
+    if openai_layer:
+        from openinference.instrumentation.openai import OpenAIInstrumentor
+
+        OpenAIInstrumentor().instrument(tracer_provider=provider)
+        libraries.insert(1, "openinference-instrumentation-openai")
+    log = Log(name, versions(*libraries))
     server, url = start_server()
     llm = ChatOpenAI(model=MODEL, base_url=url, api_key="test", max_retries=0)
     tool_fns = {}
@@ -569,7 +580,7 @@ def run_langchain_openinference() -> None:
                 log.add("traces", {"trace_id": trace_id_now(), "session_id": req["session"], "user_id": req["user"]})
                 workflow.invoke({"req": req, "i": i})
     server.shutdown()
-    finish("langchain-openinference", exporter, log)
+    finish(name, exporter, log)
 
 
 def run_llamaindex() -> None:
@@ -814,6 +825,7 @@ def main(argv: list[str]) -> int:
         "openinference": run_openinference,
         "openllmetry": run_openllmetry,
         "langchain-openinference": run_langchain_openinference,
+        "langchain-openai-layers": lambda: run_langchain_openinference("langchain-openai-layers", openai_layer=True),
         "vercel-ai": run_vercel_ai,
         "llamaindex": run_llamaindex,
         "langgraph": run_langgraph,
