@@ -142,3 +142,57 @@ def test_tarone_leaves_out_tests_that_cannot_be_significant() -> None:
     assert stats.testable([1e-6, 0.5, 0.02, 1e-5, 0.004], 0.01) == [True, False, False, True, False]
     assert stats.testable([1e-9] * 5, 0.01) == [True] * 5
     assert stats.testable([], 0.01) == []
+
+
+def test_weighted_holm() -> None:
+    p = [0.01, 0.04, 0.03, 0.005]
+    # equal weights are plain Holm
+    assert stats.holm(p, [1, 1, 1, 1]) == pytest.approx(stats.holm(p))
+    # weights 1/2, 1/6, 1/6, 1/6; order by p/w: 0.02 (w .5), 0.03, 0.18, 0.24
+    # adjusted: 1 x 0.02, 0.5 x 0.03 = 0.015 -> 0.02, 0.333 x 0.18 = 0.06, 0.1667 x 0.24 = 0.04 -> 0.06
+    assert stats.holm(p, [3, 1, 1, 1]) == pytest.approx([0.02, 0.06, 0.06, 0.02])
+    assert stats.adjust(p, "bonferroni", [3, 1, 1, 1]) == pytest.approx([0.02, 0.24, 0.18, 0.03])
+    assert stats.holm([], []) == []
+
+
+@given(st.lists(st.tuples(st.floats(1e-12, 1.0), st.floats(0.01, 10.0)), min_size=1, max_size=30))
+@settings(max_examples=200, deadline=None)
+def test_weighted_holm_rejects_at_least_what_weighted_bonferroni_does(pw: list[tuple[float, float]]) -> None:
+    p, w = [x for x, _ in pw], [y for _, y in pw]
+    holm, bonf = stats.holm(p, w), stats.bonferroni(p, w)
+    assert all(h <= b + 1e-12 for h, b in zip(holm, bonf))
+    assert all(0.0 <= h <= 1.0 for h in holm)
+
+
+def test_weighted_tarone_drops_tests_below_their_weighted_level() -> None:
+    # unweighted Tarone keeps the first three (alpha / 3 = 0.0033); with weights 0.5 / 0.25 / 0.25 the third
+    # (min p 0.003 >= 0.01 x 0.25) cannot reach its level and drops out; the others then get 2/3 and 1/3
+    def weigh(idx: list[int]) -> list[float]:
+        raw = [0.5, 0.25, 0.25, 0.25]
+        total = sum(raw[i] for i in idx)
+        return [raw[i] / total for i in idx]
+
+    assert stats.testable_weighted([1e-6, 1e-4, 0.003, 0.5], 0.01, weigh) == [True, True, False, False]
+
+
+def test_end_to_end_latency_gets_half_of_alpha() -> None:
+    from fabric_trace.gate.budgets import default_checks
+    from fabric_trace.gate.checks import PRIMARY_SHARE, STRATIFIED_SHARE, family_weights
+    from fabric_trace.gate.samples import Concrete
+    from fabric_trace.gate.budgets import metric_defs
+
+    specs = {(s.metric, s.stratify): s for s in default_checks()}
+
+    def concrete(metric: str, stratify: bool) -> Concrete:
+        s = specs[(metric, stratify)]
+        return Concrete(s, metric_defs()[metric], "w", None, None, None, "p50" if metric == "duration" else "mean")
+
+    family = [concrete("duration", False)] * 3 + [concrete("duration", True)] + [concrete("llm_calls", False)] * 10
+    w = family_weights(family)
+    assert sum(w) == pytest.approx(1.0)
+    assert w[:3] == pytest.approx([PRIMARY_SHARE * (1 - STRATIFIED_SHARE) / 3] * 3)
+    assert w[3] == pytest.approx(PRIMARY_SHARE * STRATIFIED_SHARE)
+    assert w[4:] == pytest.approx([(1 - PRIMARY_SHARE) / 10] * 10)
+    # a family of one kind has equal weights
+    assert family_weights(family[4:]) == pytest.approx([0.1] * 10)
+    assert family_weights(family[:3]) == pytest.approx([1 / 3] * 3)

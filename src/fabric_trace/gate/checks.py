@@ -5,8 +5,9 @@
 * A **regression** compares candidate with baseline. It fails only when the
   change is *practically* significant (beyond ``max(relative x baseline,
   absolute)``) **and** *statistically* significant under a one-sided test
-  (:mod:`fabric_trace.gate.stats`), after Holm-Bonferroni adjustment across
-  every regression check of the run (``alpha`` is the family-wise error rate).
+  (:mod:`fabric_trace.gate.stats`), after a weighted Holm-Bonferroni adjustment
+  across every regression check of the run (``alpha`` is the family-wise error
+  rate; the end-to-end latency checks share :data:`PRIMARY_SHARE` of it).
   Times are tested against *baseline + threshold* (:func:`_test`).
 * A **structure** check fails on a structural fact outright (a removed
   guardrail, a new cross-region dependency, a new high/critical finding kind,
@@ -243,10 +244,12 @@ def _decide_regressions(pending: list[tuple[Concrete, dict[str, Any]]], settings
     # Tarone: a test whose most extreme outcome could not be significant is left out of the family (it
     # cannot fail, and counting it would only weaken the others); its check says it cannot decide
     if settings.correction != "none":
-        able = stats.testable([pending[i][1]["min_p"] for i in tested], settings.alpha)
+        able = stats.testable_weighted([pending[i][1]["min_p"] for i in tested], settings.alpha,
+                                       lambda idx: family_weights([pending[tested[j]][0] for j in idx]))
         tested = [i for i, ok in zip(tested, able) if ok]
     family = set(tested)
-    adjusted = stats.adjust([pending[i][1]["p_value"] for i in tested], settings.correction)
+    weights = family_weights([pending[i][0] for i in tested]) if settings.correction != "none" else None
+    adjusted = stats.adjust([pending[i][1]["p_value"] for i in tested], settings.correction, weights)
     for i, p_adj in zip(tested, adjusted):
         pending[i][1]["p_adjusted"] = p_adj
     for i, (_, d) in enumerate(pending):
@@ -275,6 +278,35 @@ def _decide_regressions(pending: list[tuple[Concrete, dict[str, Any]]], settings
         fields = {k: v for k, v in d.items() if k not in ("practical", "min_p", "untestable", "decided_by")}
         results.append(_result(c, verdict, reason, settings, **fields))
     return results
+
+
+#: The share of ``alpha`` the end-to-end latency checks (metric ``duration``) get together in the weighted
+#: Holm family of a run's regression tests; the other checks share the rest equally. End-to-end latency is
+#: what the gate is first run for, and its tests (against baseline + threshold) almost never alarm by
+#: chance; with equal weights 4 of some 65 tests got 6 % of ``alpha``, and a 1.5x slower run at 10 traces
+#: a workflow was caught in 58 % of pairs (docs/ci.md, "Multiple testing").
+PRIMARY_SHARE = 0.5
+
+#: Of :data:`PRIMARY_SHARE`, the part of the end-to-end checks over all workflows (``pooled`` and
+#: ``stratify``: the most traces, so the most power for a slowdown of every workflow); the per-workflow
+#: ones (p50, tail) share the rest.
+STRATIFIED_SHARE = 0.5
+
+
+def family_weights(checks: list[Concrete]) -> list[float]:
+    """The weight of each test of the family (summing to 1): :data:`PRIMARY_SHARE` for the end-to-end
+    latency checks (:data:`STRATIFIED_SHARE` of it for those over all workflows, the rest for the
+    per-workflow ones, equally within each group), the rest equally among the other checks. A group that is
+    empty gives its share to the others (a family of one kind has equal weights)."""
+    if not checks:
+        return []
+    groups = [("other" if c.spec.metric != "duration" else "stratified" if c.spec.stratify else "per-workflow")
+              for c in checks]
+    shares = {"other": 1 - PRIMARY_SHARE, "stratified": PRIMARY_SHARE * STRATIFIED_SHARE,
+              "per-workflow": PRIMARY_SHARE * (1 - STRATIFIED_SHARE)}
+    counts = {g: groups.count(g) for g in shares}
+    total = sum(share for g, share in shares.items() if counts[g])
+    return [shares[g] / total / counts[g] for g in groups]
 
 
 #: A per-workflow check too sparse to decide passes when its companion over all workflows passes with its

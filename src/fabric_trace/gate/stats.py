@@ -24,15 +24,17 @@ returns a one-sided p-value; small means "significantly worse".
   test honest when events within one trace are correlated.
 * :func:`fisher` - Fisher's exact test on a per-trace yes/no (error rate, an
   edge present in a trace or not).
-* :func:`holm` - Holm-Bonferroni adjustment of a family of p-values.
+* :func:`holm` - Holm-Bonferroni adjustment of a family of p-values, optionally
+  weighted (the gate gives end-to-end latency a fixed share of ``alpha``).
 
 Bootstraps use a fixed seed: the same inputs always give the same verdict.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -71,17 +73,26 @@ EXACT_MAX_N = 100
 
 def _rank_sum_distribution(ranks2: np.ndarray, k: int) -> np.ndarray:
     """Exact null distribution of the sum of ``k`` of the doubled mid-ranks ``ranks2`` drawn without
-    replacement: ``dist[s]`` is the probability that the sum is ``s``.
+    replacement: ``dist[s]`` is the probability that the sum is ``s`` (read-only).
 
     Counted item by item (``ways[j, s]``: draws of ``j`` items summing to ``s``), n x k x max-sum additions,
-    small for n <= :data:`EXACT_MAX_N`.
+    small for n <= :data:`EXACT_MAX_N`. It depends only on the ranks as a multiset and ``k``, so it is
+    cached: every tie-free sample of the same sizes (times, most checks of a run) has the same one.
     """
+    return _rank_sum_distribution_of(np.sort(np.asarray(ranks2, dtype=np.int64)).tobytes(), k)
+
+
+@functools.lru_cache(maxsize=128)
+def _rank_sum_distribution_of(sorted_ranks2: bytes, k: int) -> np.ndarray:
+    ranks2 = np.frombuffer(sorted_ranks2, dtype=np.int64)
     total = int(ranks2.sum())
     ways = np.zeros((k + 1, total + 1))
     ways[0, 0] = 1.0
     for r in ranks2.tolist():
         ways[1:, r:] += ways[:-1, :total + 1 - r].copy()
-    return ways[k] / ways[k].sum()
+    dist = ways[k] / ways[k].sum()
+    dist.setflags(write=False)
+    return dist
 
 
 def _tail(dist: np.ndarray, observed: int) -> tuple[float, float]:
@@ -174,6 +185,24 @@ def testable(min_ps: Sequence[float], alpha: float) -> list[bool]:
         if sum(chosen) <= k:
             return chosen
     return [True] * m
+
+
+def testable_weighted(min_ps: Sequence[float], alpha: float,
+                      weigh: Callable[[list[int]], Sequence[float]]) -> list[bool]:
+    """Tarone's rule for a weighted family: the tests of :func:`testable`, then only those whose smallest
+    attainable p-value is below ``alpha x weight``, ``weigh(chosen)`` giving the weights (summing to 1) of
+    the tests chosen; repeated until none drops out (``weigh`` must not lower a weight when a test drops
+    out). The choice depends on the sample sizes alone, never on the p-values, so the weighted Holm
+    procedure on the chosen tests keeps the family-wise error rate at ``alpha``."""
+    chosen = testable(min_ps, alpha)
+    while True:
+        idx = [i for i, ok in enumerate(chosen) if ok]
+        if not idx:
+            return chosen
+        keep = {i for i, w in zip(idx, weigh(idx)) if min_ps[i] < alpha * w}
+        if len(keep) == len(idx):
+            return chosen
+        chosen = [i in keep for i in range(len(min_ps))]
 
 
 def quantile_exceedance(base: np.ndarray, cand: np.ndarray, q: float,
@@ -308,28 +337,48 @@ def fisher(base_yes: int, base_n: int, cand_yes: int, cand_n: int,
     return TestResult(min(1.0, p) if math.isfinite(p) else 1.0, "fisher exact")
 
 
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (same order as given); reject where adjusted < alpha."""
+def _weights(m: int, weights: Sequence[float] | None) -> list[float]:
+    """``weights`` scaled to sum 1 (``None``: equal weights)."""
+    if weights is None:
+        return [1.0 / m] * m
+    assert len(weights) == m and all(w > 0 for w in weights), "one positive weight per p-value"
+    total = float(sum(weights))
+    return [w / total for w in weights]
+
+
+def holm(p_values: Sequence[float], weights: Sequence[float] | None = None) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (same order as given); reject where adjusted < alpha.
+
+    With ``weights`` (positive, scaled to sum 1) the weighted Holm procedure (Holm 1979): the tests are
+    taken in the order of ``p / w``, and the one of rank ``j`` is rejected when ``p / w <= alpha /
+    (sum of the weights of the tests not yet rejected)``. A test of weight ``w`` thus gets ``alpha x w``
+    at the first step instead of ``alpha / m``; the family-wise error rate is still ``alpha``. Equal
+    weights are the ordinary Holm procedure.
+    """
     m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
+    w = _weights(m, weights) if m else []
+    order = sorted(range(m), key=lambda i: p_values[i] / w[i])
     adjusted = [1.0] * m
     running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[i]))
+    remaining = 1.0
+    for i in order:
+        running = max(running, min(1.0, max(remaining, 0.0) * p_values[i] / w[i]))
         adjusted[i] = running
+        remaining -= w[i]
     return adjusted
 
 
-def bonferroni(p_values: Sequence[float]) -> list[float]:
-    """Bonferroni adjusted p-values."""
+def bonferroni(p_values: Sequence[float], weights: Sequence[float] | None = None) -> list[float]:
+    """Bonferroni adjusted p-values (weighted: ``p / w`` with the weights scaled to sum 1)."""
     m = len(p_values)
-    return [min(1.0, p * m) for p in p_values]
+    w = _weights(m, weights) if m else []
+    return [min(1.0, p / wi) for p, wi in zip(p_values, w)]
 
 
-def adjust(p_values: Sequence[float], method: str) -> list[float]:
-    """Adjust a family of p-values: ``holm``, ``bonferroni`` or ``none``."""
+def adjust(p_values: Sequence[float], method: str, weights: Sequence[float] | None = None) -> list[float]:
+    """Adjust a family of p-values: ``holm``, ``bonferroni`` (both optionally weighted) or ``none``."""
     if method == "holm":
-        return holm(p_values)
+        return holm(p_values, weights)
     if method == "bonferroni":
-        return bonferroni(p_values)
+        return bonferroni(p_values, weights)
     return list(p_values)
