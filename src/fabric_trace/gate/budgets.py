@@ -41,7 +41,7 @@ GUARDRAIL_ROLES: tuple[str, ...] = ("policy",)
 STRUCTURE_CATEGORIES: tuple[str, ...] = (
     "role_added", "role_removed", "service_added", "service_removed", "peer_added", "peer_removed",
     "region_added", "region_removed", "calls_increased", "calls_decreased", "trust_crossing_added",
-    "finding_kind_added", "guardrail_removed",
+    "finding_kind_added", "guardrail_removed", "host_added",
 )
 DEFAULT_STRUCTURE_FAIL_ON: tuple[str, ...] = (
     "guardrail_removed", "peer_added", "region_added", "trust_crossing_added", "finding_kind_added",

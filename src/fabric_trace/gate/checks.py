@@ -392,6 +392,8 @@ def _structure(settings: GateSettings, diff: StructuralDiff, base: SideMetrics, 
             notes.append("structure check trust_crossing_added skipped: the trust analyzer's tables are missing")
             continue
         items = diff.by_category(category, min_traces=st.min_traces)
+        if category == "host_added":
+            items = new_dependencies(diff, "egress", st.min_traces, any_kind=True)
         if category == "finding_kind_added":
             floor = SEVERITIES.index(st.finding_min_severity)
             items = [i for i in items if i.severity is not None and SEVERITIES.index(i.severity) >= floor]
@@ -440,7 +442,7 @@ def _structure(settings: GateSettings, diff: StructuralDiff, base: SideMetrics, 
 
 
 #: Categories that fail on any item, without a test: structural facts, not rates.
-OUTRIGHT: frozenset[str] = frozenset({"guardrail_removed", "region_added", "finding_kind_added"})
+OUTRIGHT: frozenset[str] = frozenset({"guardrail_removed", "region_added", "finding_kind_added", "host_added"})
 
 #: Categories that fail outright on a new dependency (:func:`new_dependencies`) of the diff section named,
 #: and test their other items.
@@ -451,6 +453,7 @@ _FAIL_TEXT = {
     "guardrail_removed": "guardrail step(s) the baseline runs and the candidate never does",
     "region_added": "new cross-region dependency(ies)",
     "peer_added": "new external dependency(ies)",
+    "host_added": "external host(s) the baseline never reaches",
     "trust_crossing_added": "new trust-zone crossing(s)",
 }
 
@@ -475,7 +478,8 @@ def _dependency_parts(section: str, label: str) -> tuple[str, str]:
     return caller, target
 
 
-def new_dependencies(diff: StructuralDiff, section: str, min_traces: int = 1) -> list[DiffItem]:
+def new_dependencies(diff: StructuralDiff, section: str, min_traces: int = 1, *,
+                     any_kind: bool = False) -> list[DiffItem]:
     """New dependencies of the candidate, structural facts that fail outright.
 
     ``egress`` items are a service's calls of one role to a host outside the organisation; ``trust`` items
@@ -484,7 +488,8 @@ def new_dependencies(diff: StructuralDiff, section: str, min_traces: int = 1) ->
     zone and zone kind) never reached such a target in the baseline: tool calls that were all internal now
     reaching ``api.weather.example.com``. One more host behind a kind of call that already leaves the
     organisation (a tool that calls several external APIs) is tested instead: a run of 30 traces does not
-    show every rarely called host.
+    show every rarely called host. With ``any_kind`` (the opt-in category ``host_added``) every target the
+    baseline never reaches is new, whatever its kind of call.
     """
     items = [i for i in diff.items if i.section == section]
     parts = {i.label: _dependency_parts(section, i.label) for i in items}
@@ -494,10 +499,10 @@ def new_dependencies(diff: StructuralDiff, section: str, min_traces: int = 1) ->
                          if i.section == "peer" and i.baseline_traces > 0}
     base_kinds = {parts[i.label][0] for i in items if i.baseline_traces > 0}
     return [i for i in items if i.baseline_traces == 0 and i.candidate_traces >= min_traces
-            and parts[i.label][1] not in base_targets and parts[i.label][0] not in base_kinds]
+            and parts[i.label][1] not in base_targets and (any_kind or parts[i.label][0] not in base_kinds)]
 
 
-_STRUCTURE_THRESHOLD = {"finding_kind_added": "no new kind"}
+_STRUCTURE_THRESHOLD = {"finding_kind_added": "no new kind", "host_added": "no new external host"}
 
 #: Structural categories tested on presence: the diff section they read, and the direction of the change.
 _PRESENCE_SECTIONS: dict[str, tuple[str, str]] = {
