@@ -3,7 +3,9 @@
 Measures, each step in a fresh process (wall time and peak RSS of that process):
 
 * ``ingest N``        : ingest the N-span store without analysis (the baseline of the full analysis);
-* ``analyze N``       : a full analysis of the N-span store (``refresh(force=True)``, batches of whole traces);
+* ``analyze N``       : a first full analysis of the N-span store (``refresh(force=True)``, batches of whole
+                        traces; the store-wide statistics of an earlier run are dropped first, so a re-run
+                        measures a first analysis too);
 * ``add 10k to empty``: ingest + analyse 10k new spans into an empty store;
 * ``add 10k to N``    : ingest + analyse the same 10k spans into a copy of the analysed N-span store
                         (incremental refresh: only the new spans' traces, their sessions, and the traces
@@ -38,8 +40,12 @@ t = time.perf_counter()
 if kind == "ingest":
     run_ingest(db, sys.argv[3:], analyze=False)
 elif kind == "analyze":
+    from fabric_trace.analyzers import registry
     from fabric_trace.analyzers.engine import refresh
     con = store.connect(db)
+    for a in registry().values():  # a first analysis: no previous statistics (a re-run re-analyses)
+        for st in a.stats:
+            con.execute(f"DROP TABLE IF EXISTS {st.table}")
     refresh(con, Config(), force=True)
     con.close()
 else:
@@ -96,8 +102,16 @@ def main() -> None:
     _report(args, results)
 
 
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
 def _report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
-    meta = {"spans": args.spans, "add": args.add, "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
+    meta = {"spans": args.spans, "commit": _commit(), "add": args.add, "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for r in results:
         print(f"{r['label']:<40} {r['seconds']:>8.2f} s  cpu {r['cpu_seconds']:>8.2f} s  "

@@ -138,11 +138,11 @@ def test_an_interrupted_refresh_of_several_batches_is_redone_in_full(
     run_ingest(db, [str(src)], analyze=False)
     write, calls = engine._Run._write, []
 
-    def stop_at_the_third_batch(self: Any, a: Any, out: Any, *, replace: bool) -> None:
+    def stop_at_the_third_batch(self: Any, a: Any, out: Any, **kw: Any) -> None:
         calls.append(a.name)
         if calls.count("trust") == 3:
             raise KeyboardInterrupt
-        write(self, a, out, replace=replace)
+        write(self, a, out, **kw)
 
     monkeypatch.setattr(engine._Run, "_write", stop_at_the_third_batch)
     con = store.connect(db)
@@ -158,6 +158,64 @@ def test_an_interrupted_refresh_of_several_batches_is_redone_in_full(
         assert "refresh_pending" not in dict(con.execute("SELECT key, value FROM fabric_meta").fetchall())
     finally:
         con.close()
+    assert snapshot(db) == expected
+
+
+def test_a_first_analysis_derives_locality_once_and_replays_the_what_if(
+        tmp_path: Path, corpus: tuple[list[bytes], dict[str, list[Any]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before the first analysis no what-if median is known: every trace is derived once (with no
+    medians), then only the what-if of the traces with a critical-path access is replayed with the
+    medians (``MEDIANS.rederive``), not the whole locality analyzer again; and the kernels of a batch
+    share one private database (the spans are copied into a database once per batch)."""
+    from fabric_trace.analyzers import contract
+    from fabric_trace.analyzers.engine import refresh
+    from fabric_trace.analyzers.locality import derive as locality_derive
+    from fabric_trace.config import Config
+    from fabric_trace.store import db as store
+
+    lines, expected = corpus
+    src = tmp_path / "all.jsonl"
+    src.write_bytes(b"".join(lines))
+    db = str(tmp_path / "t.duckdb")
+    run_ingest(db, [str(src)], analyze=False)
+    seen: dict[str, list[str]] = {"derive": [], "rederive": []}
+    databases: list[int] = []
+    batches: list[int] = []
+
+    def counting(kind: str, fn: Any) -> Any:
+        def wrapped(part: Any, config: Any) -> Any:
+            seen[kind].extend(part.spans.column("trace_id").unique().to_pylist())
+            if kind == "rederive":
+                assert part.spans.column_names == ["trace_id", "span_id", "parent_span_id"]
+            return fn(part, config)
+        return wrapped
+
+    def counting_database(part: Any) -> Any:
+        databases.append(part.spans.num_rows)
+        return new_database(part)
+
+    def counting_batches(self: Any, table: str) -> Any:
+        for _ in batches_of(self, table):
+            batches.append(1)
+            yield
+
+    new_database, batches_of = contract._kernel_database, engine._Run._batches
+    monkeypatch.setattr(locality_derive, "derive", counting("derive", locality_derive.derive))
+    monkeypatch.setattr(locality_derive, "rederive", counting("rederive", locality_derive.rederive))
+    monkeypatch.setattr(contract, "_kernel_database", counting_database)
+    monkeypatch.setattr(engine._Run, "_batches", counting_batches)
+    con = store.connect(db)
+    try:
+        refresh(con, Config(), batch_spans=60)
+        replayed = {r[0] for r in con.execute(
+            "SELECT DISTINCT trace_id FROM locality_access_store "
+            "WHERE critical_ns > 0 AND access_type <> 'prefix_cache'").fetchall()}
+        traces = {r[0] for r in con.execute("SELECT trace_id FROM latency_traces").fetchall()}
+    finally:
+        con.close()
+    assert sorted(seen["derive"]) == sorted(traces)  # each trace once
+    assert replayed and replayed <= set(seen["rederive"]) <= traces  # (closed over sessions)
+    assert len(databases) == len(batches) > 2  # one kernel database per batch (the llm kernel may skip one)
     assert snapshot(db) == expected
 
 

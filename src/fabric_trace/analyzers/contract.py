@@ -49,6 +49,36 @@ class Partition:
     """Tables of earlier analyzers (``Analyzer.reads``) for the same traces."""
     stats: dict[str, pa.Table] = field(default_factory=dict)
     """Store-wide statistics (``Analyzer.stats``), whole."""
+    shared: KernelDatabase | None = None
+    """A private database the kernels of one batch share (:func:`sql_kernel`), or ``None``: each
+    kernel builds its own. Not data: an engine that runs kernels apart leaves it ``None``."""
+
+
+class KernelDatabase:
+    """One private in-memory DuckDB shared by the :func:`sql_kernel` calls of one batch.
+
+    The batch's spans and resources are loaded once (copying them into a database costs about
+    as much as a kernel's own SQL), and a table an earlier analyzer wrote there is read as it
+    is by a later one that reads it (``Analyzer.reads``) instead of being copied back in. The
+    engine creates one per batch, hands it on every ``Partition`` of the batch, and closes it.
+    """
+
+    def __init__(self) -> None:
+        self.con: duckdb.DuckDBPyConnection | None = None
+        self.written: set[str] = set()
+        """Tables the kernels have written in this database (their rows are the batch's)."""
+
+    def connect(self, part: Partition) -> duckdb.DuckDBPyConnection:
+        """The database, with ``part``'s spans and resources loaded the first time."""
+        if self.con is None:
+            self.con = _kernel_database(part)
+        return self.con
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+        self.written.clear()
 
 
 @dataclass
@@ -79,6 +109,14 @@ class StoreStats:
     """``SELECT trace_id ...`` over the store and ``_stats_changed``; ``None``: no trace depends on it."""
     after_derive: bool = False
     """Computed from the analyzer's own derived rows: recomputed after the partitions are derived."""
+    rederive: Callable[[Partition, Any], Derived] | None = None
+    """A kernel that computes again only the rows that depend on this statistic, for the traces of
+    ``affected_sql`` (``None``: the analyzer's whole ``derive`` runs again). Its ``Partition`` has
+    the ``span_columns`` of the spans, and as ``inputs`` the tables of ``reads`` and the analyzer's
+    own derived rows of the same traces; it returns only the tables it replaces (its findings are
+    ignored: they must not depend on the statistic)."""
+    span_columns: tuple[str, ...] | None = None
+    """The ``span_store`` columns ``rederive`` reads (``None``: all)."""
 
 
 @dataclass(frozen=True)
@@ -162,39 +200,64 @@ class Analyzer:
 
 
 def sql_kernel(analyzer: Analyzer, part: Partition, config: Any,
-               body: Callable[[duckdb.DuckDBPyConnection, Any], None]) -> Derived:
+               body: Callable[[duckdb.DuckDBPyConnection, Any], None],
+               tables: tuple[str, ...] | None = None) -> Derived:
     """Run ``body(con, config)`` (an analyzer's SQL) over ``part`` in a private in-memory DuckDB.
 
-    The connection holds ``span_store`` and ``resources`` (the store's DDL), the
-    partition's inputs and stats under their names, the analyzer's empty tables
-    (``sql/tables.sql``) and an empty ``finding_store``; afterwards the analyzer's
-    tables and findings are returned as Arrow. The store is never opened.
+    The connection holds ``span_store`` and ``resources`` (the store's DDL; when ``part.spans``
+    has only some of the store's columns, a ``span_store`` of those columns), the partition's
+    inputs and stats under their names, the analyzer's tables (``sql/tables.sql``) and an empty
+    ``finding_store``; afterwards the analyzer's tables (or only ``tables``) and its findings
+    are returned as Arrow. The store is never opened. With ``part.shared`` the database is the
+    batch's (:class:`KernelDatabase`): the spans are loaded once, and inputs an earlier kernel
+    wrote there are not copied again.
     """
-    from importlib import resources as res
-
-    schema = res.files("fabric_trace.store").joinpath("schema.sql").read_text(encoding="utf-8")
-    con = duckdb.connect(config={"memory_limit": KERNEL_MEMORY_LIMIT})
+    shared = part.shared
+    con = shared.connect(part) if shared is not None else _kernel_database(part)
     try:
-        con.execute(schema)
-        con.execute(FINDINGS_DDL)
-        for name, table in (("span_store", part.spans), ("resources", part.resources)):
-            con.register("_kernel_in", table)
-            con.execute(f"INSERT INTO {name} SELECT * FROM _kernel_in")
-            con.unregister("_kernel_in")
         for name, table in (*part.inputs.items(), *part.stats.items()):
+            if shared is not None and name in shared.written and name in part.inputs:
+                continue  # an earlier kernel of this batch wrote exactly these rows here
             con.register("_kernel_in", table)
-            con.execute(f"CREATE TABLE {name} AS SELECT * FROM _kernel_in")
+            con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _kernel_in")
             con.unregister("_kernel_in")
         tables_sql = analyzer.sql("tables.sql")
         if tables_sql:
             con.execute(tables_sql)
         body(con, config)
         stats = {s.table for s in analyzer.stats}
-        out = {t: con.sql(f"SELECT * FROM {t}").to_arrow_table() for t in analyzer.tables if t not in stats}
+        names = [t for t in (analyzer.tables if tables is None else tables) if t not in stats]
+        out = {t: con.sql(f"SELECT * FROM {t}").to_arrow_table() for t in names}
         findings = con.sql(f"SELECT {', '.join(FINDING_COLUMNS)} FROM finding_store").to_arrow_table()
+        if shared is not None:
+            shared.written.update(names)
+            con.execute("DELETE FROM finding_store")
         return Derived(out, findings)
     finally:
+        if shared is None:
+            con.close()
+
+
+def _kernel_database(part: Partition) -> duckdb.DuckDBPyConnection:
+    """A private in-memory database with ``part``'s spans and resources and an empty ``finding_store``."""
+    schema = resources.files("fabric_trace.store").joinpath("schema.sql").read_text(encoding="utf-8")
+    con = duckdb.connect(config={"memory_limit": KERNEL_MEMORY_LIMIT})
+    try:
+        con.execute(schema)
+        con.execute(FINDINGS_DDL)
+        store_columns = [r[0] for r in con.execute("DESCRIBE span_store").fetchall()]
+        for name, table in (("span_store", part.spans), ("resources", part.resources)):
+            con.register("_kernel_in", table)
+            if name == "span_store" and set(table.column_names) != set(store_columns):
+                con.execute("DROP TABLE span_store")  # some columns only (StoreStats.span_columns)
+                con.execute("CREATE TABLE span_store AS SELECT * FROM _kernel_in")
+            else:
+                con.execute(f"INSERT INTO {name} SELECT * FROM _kernel_in")
+            con.unregister("_kernel_in")
+    except BaseException:
         con.close()
+        raise
+    return con
 
 
 #: DuckDB memory limit of a kernel's private database (it spills beyond it).
@@ -225,5 +288,5 @@ def write_findings(con: duckdb.DuckDBPyConnection, analyzer: str, select_sql: st
     )
 
 
-__all__ = ["Analyzer", "Derived", "FINDINGS_DDL", "GateMetric", "Partition", "ReportSpec", "Scope", "StoreStats",
+__all__ = ["Analyzer", "Derived", "FINDINGS_DDL", "GateMetric", "KernelDatabase", "Partition", "ReportSpec", "Scope", "StoreStats",
            "sql_kernel", "write_findings"]

@@ -48,7 +48,7 @@ import pyarrow as pa
 
 from fabric_trace import interrupts
 from fabric_trace.analyzers import registry
-from fabric_trace.analyzers.contract import FINDINGS_DDL, Analyzer, Derived, Partition, StoreStats
+from fabric_trace.analyzers.contract import FINDINGS_DDL, Analyzer, Derived, KernelDatabase, Partition, StoreStats
 from fabric_trace.errors import write_failure
 from fabric_trace.model import FINDING_COLUMNS
 
@@ -206,27 +206,40 @@ class _Run:
                 self._close_over_sessions("_work")
         for k, a in enumerate(self.analyzers):
             con.execute(f"CREATE OR REPLACE TEMP TABLE _redo{k} (trace_id VARCHAR)")
-            for st in a.stats:  # statistics of the data
+            for j, st in enumerate(a.stats):
+                if st.rederive is not None:
+                    con.execute(f"CREATE OR REPLACE TEMP TABLE _redo{k}_{j} (trace_id VARCHAR)")
+            for j, st in enumerate(a.stats):  # statistics of the data
                 if not st.after_derive:
-                    self._update_stats(k, st, exclude_work=True)
+                    self._update_stats(k, j, st, exclude_work=True)
         self._derive("_work", self.analyzers, replace=not self.full)
         for k, a in enumerate(self.analyzers):  # statistics of the derived rows
-            for st in a.stats:
+            for j, st in enumerate(a.stats):
                 if st.after_derive:
-                    self._update_stats(k, st, exclude_work=False)
+                    self._update_stats(k, j, st, exclude_work=False)
         for k, a in enumerate(self.analyzers):
             con.execute(f"CREATE OR REPLACE TEMP TABLE _redo AS SELECT DISTINCT trace_id FROM _redo{k}")
-            con.execute(f"DROP TABLE _redo{k}")
             if con.execute("SELECT count(*) FROM _redo").fetchall()[0][0]:
                 if a.scope == "session":
                     self._close_over_sessions("_redo")
                 self._derive("_redo", [a], replace=True)
+            for j, st in enumerate(a.stats):  # only the rows that depend on a statistic (StoreStats.rederive)
+                if st.rederive is None:
+                    continue
+                con.execute(f"""CREATE OR REPLACE TEMP TABLE _redo_step AS
+                    SELECT DISTINCT trace_id FROM _redo{k}_{j} WHERE trace_id NOT IN (SELECT trace_id FROM _redo)""")
+                con.execute(f"DROP TABLE _redo{k}_{j}")
+                if con.execute("SELECT count(*) FROM _redo_step").fetchall()[0][0]:
+                    if a.scope == "session":
+                        self._close_over_sessions("_redo_step")
+                    self._derive("_redo_step", [a], replace=True, step=st)
+            con.execute(f"DROP TABLE _redo{k}")
         con.execute(FINDINGS_VIEW)
         for a in self.analyzers:
             views = a.sql("views.sql")
             if views:
                 con.execute(views)
-        for table in ("_work", "_redo", "_batch", "_batch_rows", "_stats_changed"):
+        for table in ("_work", "_redo", "_redo_step", "_batch", "_batch_rows", "_stats_changed"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
 
     def _restore(self, table: str, rows: pa.Table) -> None:
@@ -260,9 +273,14 @@ class _Run:
     def _batches(self, table: str) -> Iterator[None]:
         """Fill ``_batch`` with one batch of whole traces (whole session components) at a time."""
         con = self.con
+        # traces in the order of their first row in the store (the trace id breaks ties, and orders
+        # a view without row ids): a batch's spans then lie close together in the store, so reading
+        # them by row id skips the other row groups (in trace-id order every batch's rows spread over
+        # the whole store, and each batch read scanned all of it)
+        first = "min(s.rowid), " if self.span_table else ""
         sizes = con.execute(f"""
             SELECT s.trace_id, count(*) AS n FROM span_store s SEMI JOIN {table} w USING (trace_id)
-            GROUP BY s.trace_id ORDER BY s.trace_id
+            GROUP BY s.trace_id ORDER BY {first}s.trace_id
         """).fetchnumpy()
         traces = np.asarray(sizes["trace_id"], dtype=object)
         n = np.asarray(sizes["n"], dtype=np.int64)
@@ -303,8 +321,13 @@ class _Run:
 
     # -- deriving -------------------------------------------------------------------------------
 
-    def _derive(self, table: str, analyzers: list[Analyzer], *, replace: bool) -> None:
+    def _derive(self, table: str, analyzers: list[Analyzer], *, replace: bool,
+                step: StoreStats | None = None) -> None:
+        """Derive the traces of ``table`` in batches: every analyzer's ``derive``, or with ``step``
+        only that statistic's ``rederive`` (of the one analyzer)."""
         con = self.con
+        columns = "s.*" if step is None or step.span_columns is None else ", ".join(
+            f"s.{c}" for c in step.span_columns)
         for _ in self._batches(table):
             self._between_batches()
             # the batch's rows first (a scan of one column), then only those rows with every column:
@@ -313,33 +336,54 @@ class _Run:
             if self.span_table:
                 con.execute("CREATE OR REPLACE TEMP TABLE _batch_rows AS "
                             "SELECT s.rowid AS r FROM span_store s SEMI JOIN _batch b USING (trace_id)")
-                spans = con.sql("SELECT s.* FROM span_store s WHERE s.rowid IN (SELECT r FROM _batch_rows) "
+                spans = con.sql(f"SELECT {columns} FROM span_store s WHERE s.rowid IN (SELECT r FROM _batch_rows) "
                                 "ORDER BY s.rowid").to_arrow_table()
             else:
-                spans = con.sql("SELECT s.* FROM span_store s SEMI JOIN _batch b USING (trace_id)").to_arrow_table()
-            con.register("_part_spans", spans)
-            try:
-                resources = con.sql("SELECT r.* FROM resources r WHERE r.resource_id IN "
-                                    "(SELECT DISTINCT resource_id FROM _part_spans)").to_arrow_table()
-            finally:
-                con.unregister("_part_spans")
+                spans = con.sql(f"SELECT {columns} FROM span_store s SEMI JOIN _batch b USING (trace_id)"
+                                ).to_arrow_table()
+            if step is None or "resource_id" in spans.column_names:
+                con.register("_part_spans", spans)
+                try:
+                    resources = con.sql("SELECT r.* FROM resources r WHERE r.resource_id IN "
+                                        "(SELECT DISTINCT resource_id FROM _part_spans)").to_arrow_table()
+                finally:
+                    con.unregister("_part_spans")
+            else:
+                resources = con.sql("SELECT r.* FROM resources r LIMIT 0").to_arrow_table()
             produced: dict[str, pa.Table] = {}
-            for a in analyzers:
-                inputs = {}
-                for name in a.reads:
-                    inputs[name] = produced[name] if name in produced else con.sql(
-                        f"SELECT t.* FROM {name} t SEMI JOIN _batch b USING (trace_id)").to_arrow_table()
-                part = Partition(spans, resources, inputs, {s.table: self._stats_table(s) for s in a.stats})
-                out = a.derive(part, self.config)
-                self._write(a, out, replace=replace)
-                produced.update(out.tables)
+            shared = KernelDatabase()
+            try:
+                for a in analyzers:
+                    reads = a.reads if step is None else (*a.reads, *self._own_tables(a))
+                    inputs = {}
+                    for name in reads:
+                        inputs[name] = produced[name] if name in produced else con.sql(
+                            f"SELECT t.* FROM {name} t SEMI JOIN _batch b USING (trace_id)").to_arrow_table()
+                    part = Partition(spans, resources, inputs, {s.table: self._stats_table(s) for s in a.stats},
+                                     shared=shared)
+                    if step is None:
+                        out = a.derive(part, self.config)
+                    else:
+                        assert step.rederive is not None
+                        out = step.rederive(part, self.config)
+                    self._write(a, out, replace=replace, step=step is not None)
+                    produced.update(out.tables)
+            finally:
+                shared.close()
             del spans, resources, produced
 
-    def _write(self, a: Analyzer, out: Derived, *, replace: bool) -> None:
+    @staticmethod
+    def _own_tables(a: Analyzer) -> list[str]:
+        stats = {s.table for s in a.stats}
+        return [t for t in a.tables if t not in stats]
+
+    def _write(self, a: Analyzer, out: Derived, *, replace: bool, step: bool = False) -> None:
+        """Write a batch's rows (replacing the batch's old rows); a ``rederive`` step (``step``)
+        replaces only the tables it returned, and no findings."""
         con = self.con
         stats = {s.table for s in a.stats}
         for table in a.tables:
-            if table in stats:
+            if table in stats or (step and table not in out.tables):
                 continue
             if replace:
                 con.execute(f"DELETE FROM {table} WHERE trace_id IN (SELECT trace_id FROM _batch)")
@@ -352,6 +396,8 @@ class _Run:
                 con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _out")
             finally:
                 con.unregister("_out")
+        if step:
+            return
         if replace:
             con.execute("DELETE FROM finding_store WHERE analyzer = ? AND trace_id IN (SELECT trace_id FROM _batch)",
                         [a.name])
@@ -369,9 +415,10 @@ class _Run:
             self.stats[st.table] = self.con.sql(f"SELECT * FROM {st.table}").to_arrow_table()
         return self.stats[st.table]
 
-    def _update_stats(self, k: int, st: StoreStats, *, exclude_work: bool) -> None:
-        """Recompute ``st`` from the store, persist it, and add the traces that depend on changed rows
-        to ``_redo<k>`` (analyzer ``k`` derives them again)."""
+    def _update_stats(self, k: int, j: int, st: StoreStats, *, exclude_work: bool) -> None:
+        """Recompute ``st`` (statistic ``j`` of analyzer ``k``) from the store, persist it, and add the
+        traces that depend on changed rows to ``_redo<k>`` (analyzer ``k`` derives them again), or to
+        ``_redo<k>_<j>`` when the statistic has its own ``rederive``."""
         con = self.con
         new = st.compute(con, self.config)
         con.register("_stats_new", new)
@@ -392,7 +439,8 @@ class _Run:
         changed = con.execute("SELECT count(*) FROM _stats_changed").fetchall()[0][0]
         if not changed or st.affected_sql is None:
             return
-        sql = f"INSERT INTO _redo{k} SELECT trace_id FROM ({st.affected_sql})"
+        redo = f"_redo{k}" if st.rederive is None else f"_redo{k}_{j}"
+        sql = f"INSERT INTO {redo} SELECT trace_id FROM ({st.affected_sql})"
         if exclude_work:  # derived with the new statistic anyway
             sql += " WHERE trace_id NOT IN (SELECT trace_id FROM _work)"
         con.execute(sql)

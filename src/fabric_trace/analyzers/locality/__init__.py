@@ -58,13 +58,22 @@ def _medians(con: Any, cfg: Any) -> Any:
     return con.sql(MEDIANS_SQL).to_arrow_table()
 
 
-#: The medians are recomputed from the store after the partitions; a trace is derived again when a
-#: median of a store it accesses on its critical path changed.
+def _rederive(part: Partition, cfg: Any) -> Derived:
+    from fabric_trace.analyzers.locality.derive import rederive
+
+    return rederive(part, cfg)
+
+
+#: The medians are recomputed from the store after the partitions; when a median of a store a trace
+#: accesses on its critical path changed, only the trace's what-if is replayed again (``rederive``:
+#: the accesses, critical times and findings do not depend on the medians).
 MEDIANS = StoreStats(
     table="locality_median_store", compute=_medians, key=("access_type", "store"),
     affected_sql="SELECT DISTINCT a.trace_id FROM locality_access_store a JOIN _stats_changed c "
                  "USING (access_type, store) WHERE a.critical_ns > 0 AND a.access_type <> 'prefix_cache'",
     after_derive=True,
+    rederive=_rederive,
+    span_columns=("trace_id", "span_id", "parent_span_id"),
 )
 
 

@@ -69,3 +69,15 @@ def derive_sql(con: duckdb.DuckDBPyConnection, config: Any) -> None:
     for tmp in _TEMP_TABLES:
         con.execute(f"DROP TABLE IF EXISTS {tmp}")
 
+
+def rederive(part: Partition, config: Any) -> Derived:
+    """Only the what-if columns of ``locality_trace_store`` again, for traces whose what-if targets
+    (the store-wide medians) moved (``locality.MEDIANS.rederive``; a kernel: no store).
+
+    Reads the partition's id columns of the spans, its ``latency_spans``, ``latency_traces``,
+    ``locality_access_store`` and ``locality_trace_store`` rows and the medians; the accesses,
+    findings and critical times do not depend on the medians and are not derived again."""
+    from fabric_trace.analyzers.locality import ANALYZER
+    from fabric_trace.analyzers.locality import whatif as locality_whatif
+
+    return sql_kernel(ANALYZER, part, config, locality_whatif.what_if_again, tables=("locality_trace_store",))

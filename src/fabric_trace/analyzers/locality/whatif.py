@@ -300,19 +300,7 @@ def what_if(con: duckdb.DuckDBPyConnection, ix: SpanIndex) -> None:
     checks this against :func:`fabric_trace.graph.compute_trace_metrics` on
     :func:`replayed_spans`); other traces keep their duration.
     """
-    res = _replayed(con, ix)
-    whatif = pa.table({"t": pa.array([], pa.int64()), "whatif_ns": pa.array([], pa.int64())})
-    if res is not None:
-        rows, new_s, new_e = res
-        t = ix.trace[rows]
-        n_traces = int(ix.trace.max()) + 1
-        lo = np.full(n_traces, np.iinfo(np.int64).max, np.int64)
-        hi = np.full(n_traces, np.iinfo(np.int64).min, np.int64)
-        np.minimum.at(lo, t, new_s)
-        np.maximum.at(hi, t, new_e)
-        done = np.flatnonzero(hi >= lo)
-        whatif = pa.table({"t": pa.array(done), "whatif_ns": pa.array(hi[done] - lo[done])})
-    con.register("_loc_wi_in", whatif)
+    con.register("_loc_wi_in", _whatif_durations(ix, _replayed(con, ix)))
     con.execute("""
     CREATE OR REPLACE TABLE locality_trace_store AS
     SELECT t.trace_id, t.duration_ns, coalesce(c.miss_critical_ns, 0) AS miss_critical_ns,
@@ -325,6 +313,49 @@ def what_if(con: duckdb.DuckDBPyConnection, ix: SpanIndex) -> None:
     LEFT JOIN _loc_wi_in w USING (t)
     """)
     con.unregister("_loc_wi_in")
+
+
+def what_if_again(con: duckdb.DuckDBPyConnection, config: object = None) -> None:
+    """Replace only the what-if columns of ``locality_trace_store`` (the partition's own rows, with
+    ``locality_access_store``, ``latency_spans`` and ``latency_traces`` of the same traces and a
+    ``span_store`` of the id columns): the second step of a first analysis, once the store-wide
+    medians are known (``locality.MEDIANS.rederive``). The replay is :func:`what_if`'s, from the
+    stored accesses (as :func:`replayed_spans` does), so the rows are the ones a derive with the
+    same medians writes."""
+    ix = build_index(con)
+    con.unregister("_loc_idx")
+    res = _replayed(con, ix, _STORED_BACKING.format(acc=_STORED_ACCESSES), _STORED_ACCESSES)
+    con.register("_loc_wi_in", _whatif_durations(ix, res))
+    try:
+        con.execute("""
+        CREATE OR REPLACE TEMP TABLE _loc_trace_again AS
+        SELECT t.trace_id, t.duration_ns, t.miss_critical_ns, t.remote_critical_ns,
+               least(coalesce(w.whatif_ns, t.duration_ns), t.duration_ns) AS whatif_duration_ns,
+               w.whatif_ns IS NOT NULL AS whatif_changed
+        FROM locality_trace_store t
+        JOIN _loc_tix x USING (trace_id)
+        LEFT JOIN _loc_wi_in w USING (t)
+        """)
+    finally:
+        con.unregister("_loc_wi_in")
+    con.execute("CREATE OR REPLACE TABLE locality_trace_store AS SELECT * FROM _loc_trace_again")
+    con.execute("DROP TABLE _loc_trace_again")
+    con.execute("DROP TABLE _loc_tix")
+
+
+def _whatif_durations(ix: SpanIndex, res: tuple[I64, I64, I64] | None) -> pa.Table:
+    """``(t, whatif_ns)`` of every replayed trace: its latest new end minus its earliest new start."""
+    if res is None:
+        return pa.table({"t": pa.array([], pa.int64()), "whatif_ns": pa.array([], pa.int64())})
+    rows, new_s, new_e = res
+    t = ix.trace[rows]
+    n_traces = int(ix.trace.max()) + 1
+    lo = np.full(n_traces, np.iinfo(np.int64).max, np.int64)
+    hi = np.full(n_traces, np.iinfo(np.int64).min, np.int64)
+    np.minimum.at(lo, t, new_s)
+    np.maximum.at(hi, t, new_e)
+    done = np.flatnonzero(hi >= lo)
+    return pa.table({"t": pa.array(done), "whatif_ns": pa.array(hi[done] - lo[done])})
 
 
 def replayed_spans(con: duckdb.DuckDBPyConnection, ix: SpanIndex) -> pa.Table | None:
@@ -466,4 +497,5 @@ def _scan_groups(kids: I64, first: np.ndarray, start: I64, end: I64, rho: I64, s
     sigma[kids] = np.asarray(out, np.int64)
 
 
-__all__ = ["SpanIndex", "build_index", "critical_inputs", "replay", "replayed_spans", "trace_critical", "what_if"]
+__all__ = ["SpanIndex", "build_index", "critical_inputs", "replay", "replayed_spans", "trace_critical", "what_if",
+           "what_if_again"]
