@@ -138,7 +138,8 @@ def _calls(con: duckdb.DuckDBPyConnection, settings: LlmSettings) -> pa.Table:
     for c in calls:
         c["cost_usd"], c["cost_note"], c["price_model"] = price_call(settings, c)
     calls.sort(key=lambda c: (c["trace_id"], c["start_ns"], c["span_id"]))
-    return pa.Table.from_pylist([{k: c.get(k) for k in _CALL_SCHEMA.names} for c in calls], schema=_CALL_SCHEMA)
+    # column by column (a dict per row cost ~3 s per million calls)
+    return pa.table([pa.array([c.get(f.name) for c in calls], f.type) for f in _CALL_SCHEMA], schema=_CALL_SCHEMA)
 
 
 def derive_sql(con: duckdb.DuckDBPyConnection, config: Any) -> None:
