@@ -154,3 +154,24 @@ def batch_tables(spans: list[Span], max_clock_skew_ns: int | None,
     assert mb is not None
     return {name: [tuple(row.values()) for row in getattr(mb, name).to_pylist()]
             for name in ("traces", "spans", "segments", "repairs")}
+
+
+def test_parent_rows_is_exact_for_any_ids() -> None:
+    """graph.tree.parent_rows, the one span-tree index: a parent is the span of the same trace with
+    that id (ids repeat across traces; hex and other ids; null, missing and self parents)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from fabric_trace.graph.tree import parent_rows
+
+    for ids in (["00000000000000a1", "00000000000000b2", "00000000000000c3"], ["a", "b", "c"]):
+        a, b, c = ids
+        trace = pa.array(["t2", "t1", "t1", "t2", "t1", "t2"])
+        span = pa.array([a, a, b, b, c, c])
+        parent = pa.array([None, None, a, a, c, "zz"])
+        order, par, tkey = parent_rows(trace, span, parent)
+        assert par.tolist() == [-1, -1, 1, 0, 4, -1]  # row 4 is its own parent (the cycle policy cuts it)
+        assert [(trace[i].as_py(), span[i].as_py()) for i in order] == sorted(zip(trace.to_pylist(), span.to_pylist()))
+        assert tkey.tolist() == [1, 0, 0, 1, 0, 1]
+    empty = parent_rows(pa.array([], pa.string()), pa.array([], pa.string()), pa.array([], pa.string()))
+    assert all(len(x) == 0 for x in empty) and isinstance(empty[0], np.ndarray)

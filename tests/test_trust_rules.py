@@ -368,16 +368,20 @@ def test_call_crossing_without_a_client_span_takes_the_callee_side(tmp_path: Pat
         ("b.core.example", "http", "http")]
 
 
-def test_hash_collision_fallback_gives_the_same_findings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fabric_trace.analyzers.trust import derive as trust
+def test_a_cycle_of_spans_starting_together_is_cut_at_the_smallest_id_as_the_graph_cuts_it() -> None:
+    """The trust tree uses the graph's cycle policy whole: earliest start, then the smallest span id
+    (it used to break the tie by end time and an id hash, in its own visiting order)."""
+    import numpy as np
 
-    spans = (root(), retrieval(2, 1, 1, 2), llm(3, 1, 3, 8), policy(4, 1, 9, 10, "deny", call="x"),
-             tool(5, 1, 11, 12, name="send_email", call="x"), tool(6, 1, 13, 14, name="send_email", call="y"))
-    expected = keyset(findings_of(tmp_path / "a", *spans))
-    monkeypatch.setattr(trust, "_parents", lambda *args: None)  # as if two span ids hashed alike
-    assert keyset(findings_of(tmp_path / "b", *spans)) == expected
-    assert ("denied_tool_executed", "critical", tid(1), sid(5)) in expected
-    assert ("untrusted_input_to_privileged_tool", "high", tid(1), sid(6)) in expected
+    from fabric_trace.analyzers.trust.tree import tree_positions
+
+    # rows in visiting order: row 0 (span id rank 1, ends first) and row 1 (rank 0) are each other's
+    # parents and start together; row 2 hangs below row 0
+    parent = np.array([1, 0, 0], dtype=np.int64)
+    flags = np.zeros(3, dtype=bool)
+    pos = tree_positions(parent, np.zeros(3, dtype=np.int64), flags, flags, flags,
+                         start=np.array([5, 5, 6], dtype=np.int64), id_rank=np.array([1, 0, 2], dtype=np.int64))
+    assert pos.depth.tolist() == [1, 0, 2]  # the edge into row 1 (the smallest id) is cut: row 1 is the root
 
 
 def test_empty_store(tmp_path: Path) -> None:

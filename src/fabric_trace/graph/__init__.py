@@ -4,7 +4,9 @@
   reference on one trace;
 * :func:`compute_trace_metrics`, :func:`iter_trace_metrics`, :func:`metrics_from_arrow`:
   the fast batch implementation over a whole DuckDB store or an Arrow table;
-* :func:`build_graph`: a networkx view for structural analyses.
+* :func:`build_graph`: a networkx view for structural analyses;
+* :mod:`fabric_trace.graph.tree`: the one span-tree index (parents from ids, the cycle
+  policy, depth-first tour positions) the call graph and the trust rules share.
 """
 
 from __future__ import annotations

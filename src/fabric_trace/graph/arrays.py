@@ -77,10 +77,11 @@ def jumps(parent: I64) -> Jumps:
     return Jumps(tuple(tables), depth, cyclic)
 
 
-def cycle_cuts(parent: I64, start: I64, cyclic: Bool | None = None) -> I64:
+def cycle_cuts(parent: I64, start: I64, cyclic: Bool | None = None, tie: I64 | None = None) -> I64:
     """The one cycle policy of every span tree (the graph's repairs, the trust rules): the rows
     whose parent edge is cut, one per parent cycle, at its earliest-starting span (ties: the
-    smallest row; rows are sorted by span id within a trace, docs/critical-path.md).
+    smallest span id, docs/critical-path.md: ``tie``, the rank of the span id, or the smallest
+    row when the rows are sorted by span id within a trace).
 
     ``cyclic`` (from :func:`jumps`) marks the nodes that never reach a root; spans hanging
     below a cycle keep their parents. An iterative walk with colours (no recursion).
@@ -97,7 +98,7 @@ def cycle_cuts(parent: I64, start: I64, cyclic: Bool | None = None) -> I64:
             v = int(parent[v])
         if v in colour and colour[v] == 1:
             cycle = path[path.index(v):]
-            cuts.append(min(cycle, key=lambda c: (int(start[c]), c)))
+            cuts.append(min(cycle, key=lambda c: (int(start[c]), c if tie is None else int(tie[c]))))
         for u in path:
             colour[u] = 2
     return np.array(sorted(cuts), dtype=np.int64)

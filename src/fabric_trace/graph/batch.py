@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 
 from fabric_trace.graph.kernel import MetricsBatch, SpanArrays, compute_bucket
 from fabric_trace.graph.repair import TimeBounds
+from fabric_trace.graph.tree import parent_rows
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -56,40 +57,6 @@ _DEDUPE = """QUALIFY row_number() OVER (
                  service_name NULLS FIRST, host NULLS FIRST, status_code) = 1"""
 
 
-def _sorted_ranks(values: pa.Array) -> np.ndarray:
-    """Dense ranks of strings in sorted order (exact, any content; null -> -1)."""
-    enc = pc.dictionary_encode(values)
-    rank = np.empty(len(enc.dictionary) + 1, dtype=np.int64)
-    rank[np.asarray(pc.sort_indices(enc.dictionary))] = np.arange(len(enc.dictionary))
-    rank[-1] = -1
-    return rank[np.asarray(enc.indices.fill_null(-1))]
-
-
-def _hex_key(values: pa.Array) -> np.ndarray | None:
-    """Order-preserving int64 of 16-char lowercase hex ids, ``None`` if any is not one."""
-    if values.null_count or len(values) == 0 or values.type != pa.string():
-        return None
-    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)[values.offset:values.offset + len(values) + 1]
-    if offsets[-1] - offsets[0] != 16 * len(values) or not np.all(np.diff(offsets) == 16):
-        return None
-    raw = np.frombuffer(values.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
-    if not (((raw >= 48) & (raw <= 57)) | ((raw >= 97) & (raw <= 102))).all():
-        return None
-    key = np.frombuffer(bytes.fromhex(raw.tobytes().decode("ascii")), dtype=">u8")
-    return (key.astype(np.uint64) ^ np.uint64(1 << 63)).view(np.int64)
-
-
-def _id_keys(span: pa.Array, parent: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """int64 keys of span and parent ids: equal iff the strings are, same order."""
-    has = np.asarray(parent.is_valid())
-    skey = _hex_key(span)
-    pkey = _hex_key(parent.fill_null("0" * 16)) if skey is not None else None
-    if skey is None or pkey is None:
-        both = _sorted_ranks(pa.concat_arrays([span, parent.fill_null(span[0] if len(span) else "")]))
-        skey, pkey = both[: len(span)], both[len(span):]
-    return skey, np.where(has, pkey, np.iinfo(np.int64).min)
-
-
 def _codes(values: pa.Array) -> np.ndarray:
     """Dictionary codes of strings, -1 for null."""
     return np.asarray(pc.dictionary_encode(values).indices.fill_null(-1), dtype=np.int64)
@@ -109,21 +76,12 @@ def _arrays(tbl: pa.Table, carry: tuple[str, ...] = ()) -> SpanArrays | None:
 
     trace, span, parent = col("trace_id"), col("span_id"), col("parent_span_id")
     n = len(span)
-    tkey = _sorted_ranks(trace)
-    skey, pkey = _id_keys(span, parent)
-    # joint ranks of span and parent ids, then (trace, id) packs into one int64
-    uniq, inv = np.unique(np.concatenate((skey, pkey)), return_inverse=True)
-    width = len(uniq)
-    key = tkey * width + inv[:n]  # unique per row: (trace_id, span_id) is unique here
-    order = np.argsort(key)
-    key = key[order]
-    wanted = tkey * width + inv[n:]  # (trace, parent id) of every row
-    by_wanted = np.argsort(wanted)  # sorted needles make the search cache-friendly
-    pos = np.empty(n, dtype=np.int64)
-    pos[by_wanted] = np.minimum(np.searchsorted(key, wanted[by_wanted]), n - 1)
+    order, parent_of, tkey = parent_rows(trace, span, parent)  # the one span-tree index (graph.tree)
+    sorted_row = np.empty(n, dtype=np.int64)
+    sorted_row[order] = np.arange(n, dtype=np.int64)
+    po = parent_of[order]
+    prow = np.where(po >= 0, sorted_row[np.maximum(po, 0)], -1)  # parents as rows of the sorted arrays
     has_parent = np.asarray(parent.is_valid())
-    found = has_parent & (key[pos] == wanted)
-    prow = np.where(found, pos, -1)[order]
     pz = np.maximum(prow, 0)
     host, svc = _codes(col("host"))[order], _codes(col("service_name"))[order]
     same = np.where((host >= 0) & (host[pz] >= 0), host == host[pz], (svc >= 0) & (svc == svc[pz]))

@@ -10,8 +10,8 @@
 * rows of ``finding_store`` with ``analyzer = 'trust'`` (:mod:`.trust_rules`).
 
 Everything is set-based. One sorted scan of ``span_store`` feeds numpy, which
-links parents by hashed ids and computes tree positions and the parent-side
-facts of every span at once (:mod:`.trust_tree`). The result, ``_trust_pos``,
+links parents with the graph's span-tree index (:func:`fabric_trace.graph.tree.parent_rows`)
+and computes tree positions and the parent-side facts of every span at once (:mod:`.tree`). The result, ``_trust_pos``,
 is an Arrow table in ``span_store`` scan order, so later statements read it
 with ``POSITIONAL JOIN`` (no hash join against the span table); the "latest X
 before this span" questions are ASOF joins (:mod:`.trust_rules`).
@@ -30,6 +30,7 @@ from fabric_trace.analyzers.trust.findings import TOOL_SQL, insert_findings
 from fabric_trace.analyzers.trust.tree import tree_positions
 from fabric_trace.analyzers.trust.config import build_zones, load_trust_config, resolve_peers, write_config_tables
 from fabric_trace.errors import DatabaseError
+from fabric_trace.graph.tree import parent_rows
 
 #: Client calls that may reach an uninstrumented peer.
 CANDIDATE_SQL = (
@@ -51,38 +52,6 @@ ENTRY_SQL = (
     "(s.parent_span_id IS NULL AND (s.kind = 'SERVER' "
     f"OR ({IDENT_SQL} AND s.kind NOT IN ('CONSUMER', 'CLIENT', 'PRODUCER'))))"
 )
-
-
-def _parents(k: np.ndarray, pk: np.ndarray, has_parent: np.ndarray) -> np.ndarray | None:
-    """Row of each span's parent from 64-bit id hashes (-1 if missing); None on a hash collision.
-
-    Both sides are sorted first: binary searches for sorted needles stay in cache.
-    """
-    n = len(k)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    order = np.argsort(k)
-    sk = k[order]
-    if bool((sk[1:] == sk[:-1]).any()):
-        return None
-    porder = np.argsort(pk)
-    pos = np.empty(n, dtype=np.int64)
-    pos[porder] = np.searchsorted(sk, pk[porder])
-    pos = np.minimum(pos, n - 1)
-    found = has_parent & (sk[pos] == pk)
-    return np.where(found, order[pos], -1).astype(np.int64)
-
-
-def _exact_parents(con: duckdb.DuckDBPyConnection, srow: np.ndarray) -> np.ndarray:
-    """Parent rows by an exact join on the ids (used only if two ids hash alike)."""
-    e = con.execute(
-        "SELECT c.rowid AS crow, p.rowid AS prow FROM span_store c JOIN span_store p "
-        "ON p.trace_id = c.trace_id AND p.span_id = c.parent_span_id WHERE c.parent_span_id <> c.span_id"
-    ).fetchnumpy()
-    order = np.argsort(srow)
-    parent = np.full(len(srow), -1, dtype=np.int64)
-    parent[order[np.searchsorted(srow[order], e["crow"])]] = order[np.searchsorted(srow[order], e["prow"])]
-    return parent
 
 
 def _ident_down(trace_no: np.ndarray, svc: np.ndarray, ident: np.ndarray, enter: np.ndarray,
@@ -122,31 +91,33 @@ def _build_positions(con: duckdb.DuckDBPyConnection) -> pa.Table:
         FROM (SELECT DISTINCT trace_id FROM span_store)
         """
     )
-    a = con.execute(
+    a = con.sql(
         f"""
-        SELECT s.rowid AS srow, t.trace_no, hash(s.trace_id, s.span_id) AS k,
-               coalesce(hash(s.trace_id, s.parent_span_id), 0) AS pk,
-               s.parent_span_id IS NOT NULL AND s.parent_span_id <> s.span_id AS has_parent,
-               z.svc_no, z.zone_no, {IDENT_SQL} AS ident, {TOOL_SQL} AS is_tool,
+        SELECT s.rowid AS srow, t.trace_no, s.trace_id, s.span_id,
+               CASE WHEN s.parent_span_id <> s.span_id THEN s.parent_span_id END AS parent_span_id,
+               s.start_ns, z.svc_no, z.zone_no, {IDENT_SQL} AS ident, {TOOL_SQL} AS is_tool,
                s.kind IN ('SERVER', 'CONSUMER') AS is_server, {ENTRY_SQL} AS entry
         FROM span_store s JOIN _trust_tr t ON t.trace_id = s.trace_id
         JOIN _trust_res z ON z.resource_id = s.resource_id
-        ORDER BY t.trace_no, s.start_ns, s.end_ns, k
+        ORDER BY t.trace_no, s.start_ns, s.end_ns, hash(s.trace_id, s.span_id)
         """
-    ).fetchnumpy()
-    col = {name: np.asarray(values) for name, values in a.items()}
+    ).to_arrow_table()
+    col = {name: np.asarray(a.column(name).to_numpy(zero_copy_only=False))
+           for name in a.column_names if name not in ("trace_id", "span_id", "parent_span_id")}
     srow = col["srow"].astype(np.int64)
     n = len(srow)
-    parent = _parents(col["k"], col["pk"], col["has_parent"].astype(bool))
-    if parent is None:
-        parent = _exact_parents(con, srow)
+    # the graph's span-tree index (a self-parent is a root here, as the graph's repair makes it)
+    by_id, parent, _ = parent_rows(a.column("trace_id"), a.column("span_id"), a.column("parent_span_id"))
+    id_rank = np.empty(n, dtype=np.int64)
+    id_rank[by_id] = np.arange(n, dtype=np.int64)
     has_parent = parent >= 0
     sp = np.where(has_parent, parent, 0)
     svc, zone = col["svc_no"].astype(np.int64), col["zone_no"].astype(np.int64)
     trace_no = col["trace_no"].astype(np.int64)
     ident = col["ident"].astype(bool)
     same_service = has_parent & (svc[sp] == svc)
-    pos = tree_positions(parent, trace_no, ident, col["is_tool"].astype(bool), same_service)
+    pos = tree_positions(parent, trace_no, ident, col["is_tool"].astype(bool), same_service,
+                         col["start_ns"].astype(np.int64), id_rank)
     ident_down = _ident_down(trace_no, svc, ident, pos.enter, pos.exit)
     remote = has_parent & (col["is_server"].astype(bool) | ~same_service)
     remote_kid = np.zeros(n, dtype=bool)
