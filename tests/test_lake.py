@@ -173,7 +173,7 @@ def test_reports_over_a_lake_without_derived_tables_say_what_to_run(tmp_path: Pa
 
 def test_no_lake_and_usage_errors(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["report", "locality", "--lake", str(tmp_path / "nope")])
-    assert res.exit_code == 65 and "no lake at" in res.output
+    assert res.exit_code == 66 and "no lake at" in res.output  # a missing input path (docs/exit-codes.md)
     res = CliRunner().invoke(app, ["analyze", "--engine", "spark"])
     assert res.exit_code == 2 and "--lake" in res.output
     res = CliRunner().invoke(app, ["analyze", "--lake", str(tmp_path)])

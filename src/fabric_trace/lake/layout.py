@@ -29,7 +29,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fabric_trace.errors import LakeError
+from fabric_trace.errors import InputNotFound, LakeError
 
 #: The store columns a lake does not carry (they describe one database's ingests).
 STORE_ONLY = ("file_id", "content_hash")
@@ -139,7 +139,7 @@ def open_lake(root: str | os.PathLike[str], *, check_traces: bool = True) -> Lak
     """Find and validate a lake's data files (columns, types; every trace in one partition)."""
     path = Path(root).absolute()
     if not path.is_dir():
-        raise LakeError(f"no lake at {path}: not a directory",
+        raise InputNotFound(f"no lake at {path}: not a directory",
                         hint="write one with: fabric lake export --db DB --out DIR")
     files = {t: data_files(path / t) for t in TABLES}
     for table in REQUIRED:
