@@ -122,3 +122,24 @@ def test_config_rules_override(tmp_path) -> None:
 def test_bad_role_rules_are_config_errors(entry) -> None:
     with pytest.raises(ConfigError):
         rules_from_config([entry])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("attrs", "provider"),
+    [
+        # the Vercel AI SDK: its provider id in ai.model.provider, and in gen_ai.system on model calls
+        ({"ai.model.provider": "openai.chat"}, "openai"),
+        ({"ai.model.provider": "openai.chat", "gen_ai.system": "openai.chat"}, "openai"),
+        ({"ai.model.provider": "anthropic.messages", "gen_ai.system": "anthropic.messages"}, "anthropic"),
+        ({"ai.model.provider": "azure.chat", "gen_ai.system": "azure.chat"}, "azure.ai.openai"),
+        # GenAI provider names with dots of their own keep them
+        ({"gen_ai.provider.name": "azure.ai.inference"}, "azure.ai.inference"),
+        ({"gen_ai.system": "aws.bedrock"}, "aws.bedrock"),
+        ({"gen_ai.system": "az.ai.openai"}, "azure.ai.openai"),
+        # a GenAI name beside a Vercel id: the GenAI name wins and is kept whole
+        ({"gen_ai.provider.name": "gcp.vertex_ai", "ai.model.provider": "google.vertex"}, "gcp.vertex_ai"),
+        ({"gen_ai.system": "OpenAI"}, "openai"),
+    ],
+)
+def test_provider_names(tmp_path, attrs, provider) -> None:
+    assert _store_one(tmp_path, attrs, name="call", kind="CLIENT")["provider"] == provider

@@ -226,13 +226,15 @@ def compile_projection(rules: tuple[RoleRule, ...] = DEFAULT_RULES) -> Projectio
     )
     intermediates: dict[str, str] = {
         "_p_raw": first(SPAN_KEYS["provider_raw"]),
-        # ai.model.provider is "openai.chat"-style; the others are already provider names.
-        "_p_dotted": (f"({a('gen_ai.provider.name')} IS NULL AND {a('gen_ai.system')} IS NULL "
-                      f"AND {a('llm.provider')} IS NULL AND {a('llm.system')} IS NULL)"),
         "_url": first(SPAN_KEYS["url"]),
         "_peer": first(SPAN_KEYS["peer_addr"]),
     }
-    provider_l = "lower(CASE WHEN _p_dotted THEN split_part(_p_raw, '.', 1) ELSE _p_raw END)"
+    # The Vercel AI SDK's provider id is "openai.chat"-style (provider "." API); it sends it as
+    # ai.model.provider and, on its model-call spans, as gen_ai.system too. A value equal to the
+    # span's ai.model.provider is that id; other values are already provider names (some of
+    # which have dots of their own: azure.ai.inference, aws.bedrock).
+    provider_l = (f"lower(CASE WHEN _p_raw = {a('ai.model.provider')} THEN split_part(_p_raw, '.', 1) "
+                  "ELSE _p_raw END)")
     url_host = (
         "nullif(lower(regexp_extract(_url, "
         r"'^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?(\[[^\]]*\]|[^:/?#]*)', 1)), '')"
