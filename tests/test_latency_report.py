@@ -178,4 +178,34 @@ def test_real_instrumentation_gives_a_sensible_report(tmp_path: Path, samples: P
     assert {"llm", "embedding", "tool", "agent"} <= set(cp)
     assert sum(r["p50_ms"] for r in wf["critical_path"]) == pytest.approx(wf["p50_ms"], abs=0.01)
     assert cp["llm"]["share_pct"] > 20
-    assert wf["llm"]["calls_per_trace"] == 3.0
+    assert wf["llm"]["calls_per_trace"] == 4.0  # model calls (llm_calls): three chat calls and one embeddings call
+
+
+
+def test_llm_table_counts_each_call_once_across_layers(tmp_path: Path) -> None:
+    """A LangChain span over the OpenAI SDK's span of the same call (both OpenInference ``LLM``
+    spans, role ``llm``) is one call: the report reads the ``llm_calls`` view (docs/llm.md,
+    "One call, one row"), not the spans of role ``llm``."""
+    oi = {"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini"}
+    spans = []
+    for n in (1, 2):
+        tid = f"{n:032x}"
+        root, fw, sdk = (f"{n:08x}0000000{i}" for i in (1, 2, 3))
+        spans += [
+            _span(tid, root, None, "agent", 0, 100, {"gen_ai.workflow.name": "wf", "openinference.span.kind": "AGENT"}),
+            _span(tid, fw, root, "ChatOpenAI", 10, 90, oi),
+            _span(tid, sdk, fw, "ChatCompletion", 20, 80, {**oi, "llm.token_count.prompt": "100",
+                                                           "llm.token_count.completion": "7"}),
+        ]
+    doc = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "a"}}]},
+                              "scopeSpans": [{"spans": spans}]}]}
+    f = tmp_path / "layers.json"
+    f.write_text(json.dumps(doc))
+    path = str(tmp_path / "layers.duckdb")
+    assert runner.invoke(app, ["trace", "ingest", str(f), "--db", path]).exit_code == 0
+    q = runner.invoke(app, ["query", "SELECT count(*) AS n FROM spans WHERE role = 'llm'", "--db", path,
+                            "--format", "json"])
+    assert json.loads(q.stdout)[0]["n"] == 4  # two layers per call
+    (wf,) = report(path)["workflows"]
+    assert wf["llm"]["calls_per_trace"] == 1.0
+    assert wf["llm"]["input_tokens_per_trace"] == 100.0 and wf["llm"]["output_tokens_per_trace"] == 7.0

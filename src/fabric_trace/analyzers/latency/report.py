@@ -23,9 +23,6 @@ BY_COLUMNS = {"role": "s.role", "service": "s.service_name", "operation": "s.nam
 
 ORCHESTRATION_ROLES = ("agent", "workflow")
 
-#: Attributes that record time to first token, in seconds.
-TTFT_KEYS = ("gen_ai.response.time_to_first_chunk", "gen_ai.server.time_to_first_token", "llm.time_to_first_token")
-
 
 @dataclass(frozen=True)
 class LatencyOptions:
@@ -261,14 +258,12 @@ def _parallelism(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 
 def _llm(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    ttft = ", ".join(
-        f"TRY_CAST(json_extract_string(s.attributes, '$.\"{k}\"') AS DOUBLE)" for k in TTFT_KEYS
-    )
-    rows = _rows(con, f"""
+    """Model calls per workflow, read from the llm analyzer's ``llm_calls`` view, which counts
+    each call once across instrumentation layers (docs/llm.md, "One call, one row")."""
+    rows = _rows(con, """
         WITH calls AS (
-            SELECT s.trace_id, s.input_tokens, s.output_tokens, s.cached_input_tokens,
-                   coalesce({ttft}) * 1e9 AS ttft_ns
-            FROM span_store s JOIN sel t USING (trace_id) WHERE s.role = 'llm'
+            SELECT c.trace_id, c.input_tokens, c.output_tokens, c.cached_input_tokens, c.ttft_ns
+            FROM llm_calls c JOIN sel t USING (trace_id)
         ), per AS (
             SELECT t.trace_id, t.workflow, count(c.trace_id) AS calls,
                    coalesce(sum(c.input_tokens), 0) AS tin, coalesce(sum(c.output_tokens), 0) AS tout,
