@@ -4,12 +4,12 @@ JSON keys are pinned here to the code."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
-import duckdb
 import pytest
 from typer.testing import CliRunner
+
+from doc_tables import describe, doc_columns
 
 from fabric_trace.analyzers.llm import derive
 from fabric_trace.cli.app import app
@@ -53,27 +53,13 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.mark.parametrize("view", sorted(CONTRACT))
 def test_view_columns_and_types(db: str, view: str) -> None:
-    con = duckdb.connect(db, read_only=True)
-    try:
-        assert [(r[0], r[1]) for r in con.execute(f"DESCRIBE {view}").fetchall()] == CONTRACT[view]
-    finally:
-        con.close()
-
-
-def _doc_table(heading: str) -> list[str]:
-    """Column names of the table under ``heading`` (a cell may name several: ``a, b``)."""
-    part = DOC.split(heading, 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
-    names: list[str] = []
-    for line in part.splitlines():
-        m = re.match(r"\| ([a-z_, ]+) \|", line)
-        if m and m.group(1) != "column":
-            names += [n.strip() for n in m.group(1).split(",")]
-    return names
+    assert describe(db, view) == CONTRACT[view]
 
 
 @pytest.mark.parametrize("view", sorted(CONTRACT))
 def test_view_documented_in_order(view: str) -> None:
-    assert _doc_table(f"### `{view}`" if view != "llm_calls" else "## `llm_calls`") == [c for c, _ in CONTRACT[view]]
+    heading = f"### `{view}`" if view != "llm_calls" else "## `llm_calls`"
+    assert doc_columns(DOC, heading) == [c for c, _ in CONTRACT[view]]
 
 
 def test_attribute_keys_are_documented() -> None:
