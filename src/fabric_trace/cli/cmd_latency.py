@@ -7,11 +7,11 @@ from typing import Optional
 import typer
 
 from fabric_trace.analyzers.latency.report import BY_COLUMNS, LatencyOptions, build_latency_report
-from fabric_trace.cli.errors import guarded, notifier, stderr_console
 from fabric_trace.cli.options import (
     ConfigOption, DbOption, LakeOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
-    WorkflowOption, open_source, report_filter, write_report,
+    WorkflowOption,
 )
+from fabric_trace.cli.reporting import emit_report
 from fabric_trace.render.formats import OutputFormat
 
 
@@ -31,10 +31,6 @@ def latency_command(
     lock_timeout: float = LockTimeoutOption,
 ) -> None:
     """Where the time goes: end-to-end percentiles, critical path and self time by AI role."""
-    err = stderr_console()
-    with guarded(err):
-        flt = report_filter(workflow, since, until, where)
-        with open_source(db, lake, config, lock_timeout, adjust_skew,
-                         notify=notifier(err)) as con:
-            report = build_latency_report(con, LatencyOptions(by=by, top=top, filter=flt))
-        write_report(report, fmt)
+    emit_report(lambda con, flt: build_latency_report(con, LatencyOptions(by=by, top=top, filter=flt)), fmt,
+                db=db, lake=lake, config=config, lock_timeout=lock_timeout, adjust_skew=adjust_skew,
+                workflow=workflow, since=since, until=until, where=where)

@@ -7,11 +7,11 @@ from typing import Optional
 import typer
 
 from fabric_trace.analyzers.llm.report import BY_COLUMNS, LlmOptions, build_llm_report
-from fabric_trace.cli.errors import guarded, notifier, stderr_console
 from fabric_trace.cli.options import (
     ConfigOption, DbOption, FormatOption, LakeOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
-    WorkflowOption, open_source, report_filter, write_report,
+    WorkflowOption,
 )
+from fabric_trace.cli.reporting import emit_report
 from fabric_trace.render.formats import OutputFormat
 
 
@@ -29,9 +29,6 @@ def llm_command(
     lock_timeout: float = LockTimeoutOption,
 ) -> None:
     """LLM usage and cost: calls, errors, tokens, cost, latency and TTFT; the top traces and sessions by cost."""
-    err = stderr_console()
-    with guarded(err):
-        flt = report_filter(workflow, since, until, where)
-        with open_source(db, lake, config, lock_timeout, notify=notifier(err)) as con:
-            report = build_llm_report(con, LlmOptions(by=by, top=top, filter=flt))
-        write_report(report, fmt)
+    emit_report(lambda con, flt: build_llm_report(con, LlmOptions(by=by, top=top, filter=flt)), fmt,
+                db=db, lake=lake, config=config, lock_timeout=lock_timeout,
+                workflow=workflow, since=since, until=until, where=where)

@@ -7,11 +7,11 @@ from typing import Optional
 import typer
 
 from fabric_trace.analyzers.locality.report import LocalityOptions, build_locality_report
-from fabric_trace.cli.errors import guarded, notifier, stderr_console
 from fabric_trace.cli.options import (
     ConfigOption, DbOption, LakeOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
-    WorkflowOption, open_source, report_filter, write_report,
+    WorkflowOption,
 )
+from fabric_trace.cli.reporting import emit_report
 from fabric_trace.render.formats import OutputFormat
 
 
@@ -29,9 +29,6 @@ def locality_command(
 ) -> None:
     """Where the state lives: cache and prefix-cache misses, cross-zone/region access, redundant fetches,
     what they cost on the critical path, and a what-if."""
-    err = stderr_console()
-    with guarded(err):
-        flt = report_filter(workflow, since, until, where)
-        with open_source(db, lake, config, lock_timeout, notify=notifier(err)) as con:
-            report = build_locality_report(con, LocalityOptions(filter=flt, top=top))
-        write_report(report, fmt)
+    emit_report(lambda con, flt: build_locality_report(con, LocalityOptions(filter=flt, top=top)), fmt,
+                db=db, lake=lake, config=config, lock_timeout=lock_timeout,
+                workflow=workflow, since=since, until=until, where=where)

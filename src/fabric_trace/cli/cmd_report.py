@@ -13,11 +13,11 @@ from typing import Any, Optional
 
 
 from fabric_trace.analyzers.contract import Analyzer
-from fabric_trace.cli.errors import guarded, notifier, stderr_console
 from fabric_trace.cli.options import (
     ConfigOption, DbOption, LakeOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
-    WorkflowOption, open_source, report_filter, write_report,
+    WorkflowOption,
 )
+from fabric_trace.cli.reporting import emit_report
 from fabric_trace.render.formats import OutputFormat
 
 
@@ -28,7 +28,7 @@ def generic_command(analyzer: Analyzer) -> Callable[..., None]:
 
     def command(
         db: Optional[str] = DbOption,
-    lake: Optional[str] = LakeOption,
+        lake: Optional[str] = LakeOption,
         fmt: OutputFormat = FormatOption,
         workflow: Optional[list[str]] = WorkflowOption,
         since: Optional[str] = SinceOption,
@@ -37,12 +37,8 @@ def generic_command(analyzer: Analyzer) -> Callable[..., None]:
         config: Optional[str] = ConfigOption,
         lock_timeout: float = LockTimeoutOption,
     ) -> None:
-        err = stderr_console()
-        with guarded(err):
-            flt = report_filter(workflow, since, until, where)
-            with open_source(db, lake, config, lock_timeout, notify=notifier(err)) as con:
-                report = spec.build(con, flt)
-            write_report(report, fmt)
+        emit_report(spec.build, fmt, db=db, lake=lake, config=config, lock_timeout=lock_timeout,
+                    workflow=workflow, since=since, until=until, where=where)
 
     command.__doc__ = spec.help
     return command

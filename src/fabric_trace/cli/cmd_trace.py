@@ -12,8 +12,9 @@ from fabric_trace.cli.color import use_color
 from fabric_trace.cli.errors import guarded, notifier, stderr_console
 from fabric_trace.cli.options import (
     ConfigOption, DbOption, FormatOption, LockTimeoutOption, SinceOption, UntilOption, WhereOption,
-    WorkflowOption, db_path, report_filter, terminal_width, write_renderables, write_report,
+    WorkflowOption, db_path, terminal_width, write_renderables, write_report,
 )
+from fabric_trace.cli.reporting import emit_report
 from fabric_trace.render.detail import record_view, trace_view
 from fabric_trace.render.formats import OutputFormat
 from fabric_trace.service import open_analyzed
@@ -31,13 +32,8 @@ def ls_command(
     lock_timeout: float = LockTimeoutOption,
 ) -> None:
     """List recent traces: root, workflow, start, duration, spans, errors, services."""
-    err = stderr_console()
-    with guarded(err):
-        flt = report_filter(workflow, since, until, where)
-        with open_analyzed(db_path(db), config, lock_timeout=lock_timeout,
-                           notify=notifier(err)) as con:
-            report = list_traces(con, flt, limit)
-        write_report(report, fmt)
+    emit_report(lambda con, flt: list_traces(con, flt, limit), fmt, db=db, config=config,
+                lock_timeout=lock_timeout, workflow=workflow, since=since, until=until, where=where)
 
 
 def show_command(
