@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span, TracesData
 
+from fabric_trace.fixtures_gen.protoenc import varint
 from fabric_trace.ingest.batch import (
     MAX_TIME_NS,
     SPAN_FIELDS,
@@ -100,19 +100,9 @@ def decode(data: bytes, limits: Limits | None = None) -> SpanBatch:
     return batch
 
 
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def ld(field: int, payload: bytes) -> bytes:
+    """A length-delimited field, written with the fixture generator's encoder (``fixtures_gen.protoenc``,
+    independent of the decoder under test in ``ingest/``)."""
     return varint(field << 3 | 2) + varint(len(payload)) + payload
 
 
