@@ -250,6 +250,9 @@ def test_cli_gate_on_trace_files_ingests_them(tmp_path: Path) -> None:
     code, out, err = _cli("diff", paths[0], paths[1], "--format", "json")
     assert code == 0, out + err
     assert json.loads(out)["baseline"]["traces"] == 30
+    code, out, err = _cli("gate", "--baseline", paths[0], "--candidate", paths[1], "--verbose")
+    assert code == 0, out + err  # the verdict's note names the weighted family (docs/ci.md)
+    assert "holm-adjusted across the" in out + err and "end-to-end latency holds half of alpha" in out + err
 
 
 def test_cli_github_annotations(make_run: Callable[..., Side]) -> None:

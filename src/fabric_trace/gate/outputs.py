@@ -109,10 +109,18 @@ def _notes(outcome: GateOutcome, base: SideInfo, cand: SideInfo, tested: int) ->
         notes.append(f"{side.label}: {side.source} ({side.traces} traces: {wf}{inc})")
     notes.append(
         f"a regression fails only when beyond its threshold AND significant at alpha {s.alpha:g} "
-        f"({s.correction}-adjusted across the {tested} regression test(s) that could reach significance; "
+        f"({_correction_text(s.correction, tested)}; "
         f"exact tests on small samples); fewer than {s.min_samples} traces per side is inconclusive")
     notes.extend(outcome.notes)
     return notes
+
+
+def _correction_text(correction: str, tested: int) -> str:
+    """How the family's p-values were adjusted, as the verdict's note says it (docs/ci.md, weighted family)."""
+    if correction == "none":
+        return f"not adjusted; {tested} regression test(s) could reach significance"
+    return (f"{correction}-adjusted across the {tested} regression test(s) that could reach significance, "
+            "weighted: end-to-end latency holds half of alpha")
 
 
 def _ordered(outcome: GateOutcome) -> list[CheckResult]:
