@@ -7,11 +7,9 @@ from typing import Optional
 import typer
 
 from fabric_trace.analyzers.llm.browse import list_sessions, show_session
-from fabric_trace.cli.errors import guarded, notifier, stderr_console
+from fabric_trace.cli.reporting import emit_report
 from fabric_trace.cli.options import (
-    ConfigOption, DbOption, FormatOption, LakeOption, LockTimeoutOption, SinceOption, UntilOption, open_source,
-    report_filter,
-    write_report,
+    ConfigOption, DbOption, FormatOption, LakeOption, LockTimeoutOption, SinceOption, UntilOption,
 )
 from fabric_trace.render.formats import OutputFormat
 
@@ -28,12 +26,8 @@ def ls_command(
     lock_timeout: float = LockTimeoutOption,
 ) -> None:
     """List recent sessions (conversations): user, turns, duration, LLM calls, tokens, cost, errors, findings."""
-    err = stderr_console()
-    with guarded(err):
-        flt = report_filter(None, since, until, None)
-        with open_source(db, lake, config, lock_timeout, notify=notifier(err)) as con:
-            report = list_sessions(con, limit, user, flt.since_ns, flt.until_ns)
-        write_report(report, fmt)
+    emit_report(lambda con, flt: list_sessions(con, limit, user, flt.since_ns, flt.until_ns), fmt,
+                db=db, lake=lake, config=config, lock_timeout=lock_timeout, since=since, until=until)
 
 
 def show_command(
@@ -45,8 +39,5 @@ def show_command(
     lock_timeout: float = LockTimeoutOption,
 ) -> None:
     """Show one session: its turns as a timeline, its LLM calls and cost, and its critical path across turns."""
-    err = stderr_console()
-    with guarded(err):
-        with open_source(db, lake, config, lock_timeout, notify=notifier(err)) as con:
-            report = show_session(con, session_id)
-        write_report(report, fmt)
+    emit_report(lambda con, _flt: show_session(con, session_id), fmt, db=db, lake=lake, config=config,
+                lock_timeout=lock_timeout)
