@@ -21,6 +21,7 @@ in-memory database.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -240,10 +241,9 @@ def sql_kernel(analyzer: Analyzer, part: Partition, config: Any,
 
 def _kernel_database(part: Partition) -> duckdb.DuckDBPyConnection:
     """A private in-memory database with ``part``'s spans and resources and an empty ``finding_store``."""
-    schema = resources.files("fabric_trace.store").joinpath("schema.sql").read_text(encoding="utf-8")
     con = duckdb.connect(config={"memory_limit": KERNEL_MEMORY_LIMIT})
     try:
-        con.execute(schema)
+        con.execute(_store_schema())
         con.execute(FINDINGS_DDL)
         store_columns = [r[0] for r in con.execute("DESCRIBE span_store").fetchall()]
         for name, table in (("span_store", part.spans), ("resources", part.resources)):
@@ -258,6 +258,12 @@ def _kernel_database(part: Partition) -> duckdb.DuckDBPyConnection:
         con.close()
         raise
     return con
+
+
+@functools.cache
+def _store_schema() -> str:
+    """The store's DDL (``store/schema.sql``), read once per process instead of once per batch."""
+    return resources.files("fabric_trace.store").joinpath("schema.sql").read_text(encoding="utf-8")
 
 
 #: DuckDB memory limit of a kernel's private database (it spills beyond it).
