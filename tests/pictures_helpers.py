@@ -6,28 +6,13 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-import orjson
+import otlp_build
 
 from fabric_trace.service import run_ingest
 
 _ids = itertools.count(1)
-KINDS = {"INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
-
-
-def _value(v: Any) -> dict[str, Any]:
-    if isinstance(v, bool):
-        return {"boolValue": v}
-    if isinstance(v, int):
-        return {"intValue": str(v)}
-    if isinstance(v, float):
-        return {"doubleValue": v}
-    if isinstance(v, list):
-        return {"arrayValue": {"values": [_value(x) for x in v]}}
-    return {"stringValue": str(v)}
-
-
-def attrs(d: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"key": k, "value": _value(v)} for k, v in d.items()]
+#: The time origin of these traces (2023-11-14T22:13:20Z), nanoseconds.
+BASE = 1_700_000_000_000_000_000
 
 
 def sid() -> str:
@@ -37,27 +22,15 @@ def sid() -> str:
 def span(trace_id: str, span_id: str, parent: str | None, name: str, start_ms: float, end_ms: float, *,
          kind: str = "INTERNAL", error: str | None = None, attributes: dict[str, Any] | None = None,
          events: list[tuple[float, str, dict[str, Any]]] | None = None) -> dict[str, Any]:
-    base = 1_700_000_000_000_000_000
-    s: dict[str, Any] = {
-        "traceId": trace_id, "spanId": span_id, "name": name, "kind": KINDS[kind],
-        "startTimeUnixNano": str(base + int(start_ms * 1e6)), "endTimeUnixNano": str(base + int(end_ms * 1e6)),
-        "attributes": attrs(attributes or {}),
-        "status": {"code": 2, "message": error} if error is not None else {"code": 1},
-    }
-    if parent:
-        s["parentSpanId"] = parent
-    if events:
-        s["events"] = [{"timeUnixNano": str(base + int(t * 1e6)), "name": n, "attributes": attrs(a)}
-                       for t, n, a in events]
-    return s
+    """A span whose status is OK, or ERROR with ``error`` as its message."""
+    return otlp_build.span(trace_id, span_id, parent, name, start_ms, end_ms, kind=kind,
+                           status="OK" if error is None else "ERROR", message=error, attrs=attributes,
+                           events=events, t0=BASE)
 
 
 def document(by_service: dict[str, list[dict[str, Any]]], resource_extra: dict[str, Any] | None = None) -> bytes:
     """One OTLP/JSON line: one resource per service."""
-    rs = [{"resource": {"attributes": attrs({"service.name": svc, **(resource_extra or {})})},
-           "scopeSpans": [{"scope": {"name": "tests", "version": "1"}, "spans": spans}]}
-          for svc, spans in by_service.items()]
-    return orjson.dumps({"resourceSpans": rs})
+    return otlp_build.jsonl(otlp_build.by_service(by_service, resource_extra, version="1")).rstrip(b"\n")
 
 
 def agent_trace(trace_id: str, *, name: str = "chat", service: str = "gateway", slow: float = 1.0,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import otlp_build
 import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
@@ -96,13 +97,9 @@ def test_subprocess_entry_points(db: str) -> None:
 
 def test_hostile_span_names_never_reach_the_terminal_raw(tmp_path: Path) -> None:
     evil = "\x1b[2J\x1b]8;;http://evil\x07click\x1b]8;;\x07[link=http://evil]x[/link][/x]\u202eabc\x9b31m"
-    doc = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": evil}}]},
-                              "scopeSpans": [{"spans": [{
-                                  "traceId": "ab" * 16, "spanId": "cd" * 8, "name": evil, "kind": 1,
-                                  "startTimeUnixNano": "1000", "endTimeUnixNano": "2000",
-                                  "attributes": [{"key": "gen_ai.workflow.name", "value": {"stringValue": evil}}]}]}]}]}
-    f = tmp_path / "evil.json"
-    f.write_text(json.dumps(doc))
+    f = otlp_build.write(tmp_path / "evil.jsonl", otlp_build.by_service({evil: [
+        otlp_build.span("ab" * 16, "cd" * 8, None, evil, 1000, 2000, t0=0, unit=1,
+                        attrs={"gen_ai.workflow.name": evil})]}))
     db = str(tmp_path / "e.duckdb")
     assert runner.invoke(app, ["trace", "ingest", str(f), "--db", db]).exit_code == 0
     for args in (["trace", "ls"], ["trace", "show", "ab" * 16], ["report", "latency"],

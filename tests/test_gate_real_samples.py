@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import otlp_build
+
 from fabric_trace.gate import run_gate
 
 FILES = ("otel.otlp.jsonl", "openinference.otlp.jsonl", "openllmetry.otlp.jsonl")
@@ -48,14 +50,10 @@ def _copy(doc: dict[str, Any], tag: str, shift_ns: int, guardrail: bool) -> dict
                 for sp in list(ss["spans"]):
                     if sp["name"].startswith("execute_tool"):
                         start = int(sp["startTimeUnixNano"])
-                        ss["spans"].append({
-                            "traceId": sp["traceId"], "spanId": _hex(f"{tag}/guard/{sp['spanId']}", 16),
-                            "parentSpanId": sp["parentSpanId"], "name": "guardrail check_tool_call", "kind": 1,
-                            "startTimeUnixNano": str(start - 400_000), "endTimeUnixNano": str(start - 100_000),
-                            "attributes": [
-                                {"key": "guardrail.decision", "value": {"stringValue": "allow"}},
-                                {"key": "gen_ai.tool.name", "value": {"stringValue": "get_weather"}}],
-                            "status": {}})
+                        ss["spans"].append(otlp_build.span(
+                            sp["traceId"], _hex(f"{tag}/guard/{sp['spanId']}", 16), sp["parentSpanId"],
+                            "guardrail check_tool_call", start - 400_000, start - 100_000, t0=0, unit=1,
+                            attrs={"guardrail.decision": "allow", "gen_ai.tool.name": "get_weather"}))
     return doc
 
 

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+import otlp_build
 from test_graph_helpers import batch_tables, reference_tables, span, traces
 
 from fabric_trace.cli.app import app
@@ -137,14 +138,9 @@ def test_zeroing_one_span_of_the_demo_leaves_p99_sane_and_records_a_finding(tmp_
 def test_trace_show_places_an_impossible_time_like_the_analysis(tmp_path: Path) -> None:
     ms = 10**6
     spans = [("r", None, 0, T0 + 90 * ms), ("a", "r", T0 + 10 * ms, T0 + 40 * ms), ("b", "r", T0 + 50 * ms, T0 + 90 * ms)]
-    doc = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
-                              "scopeSpans": [{"spans": [{
-                                  "traceId": "5b8efff798038103d269b633813fc60c", "spanId": f"{i + 1:016x}",
-                                  **({"parentSpanId": "0000000000000001"} if p else {}), "name": sid,
-                                  "startTimeUnixNano": str(st), "endTimeUnixNano": str(en)}
-                                  for i, (sid, p, st, en) in enumerate(spans)]}]}]}
-    src = tmp_path / "t.jsonl"
-    src.write_text(json.dumps(doc) + "\n")
+    src = otlp_build.write(tmp_path / "t.jsonl", otlp_build.by_service({"svc": [
+        otlp_build.span("5b8efff798038103d269b633813fc60c", f"{i + 1:016x}", "0000000000000001" if p else None, sid,
+                        st, en, t0=0, unit=1) for i, (sid, p, st, en) in enumerate(spans)]}))
     db = tmp_path / "t.duckdb"
     assert runner.invoke(app, ["trace", "ingest", str(src), "--db", str(db)]).exit_code == 0
     res = runner.invoke(app, ["trace", "show", "5b8efff7", "--db", str(db), "--format", "json"])
@@ -158,14 +154,9 @@ def test_trace_show_places_an_impossible_time_like_the_analysis(tmp_path: Path) 
 def test_every_reading_command_works_with_a_trace_of_unknown_extent(tmp_path: Path) -> None:
     """A trace none of whose spans has a plausible time (NULL start/duration) next to normal ones."""
     jsonl = Path(demo_paths(str(tmp_path / "demo"))[0])
-    doc = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
-                              "scopeSpans": [{"spans": [{
-                                  "traceId": "0badf00d98038103d269b633813fc60c", "spanId": f"{i + 1:016x}",
-                                  **({"parentSpanId": "0000000000000001"} if i else {}), "name": f"s{i}",
-                                  "startTimeUnixNano": str(i), "endTimeUnixNano": str(i + 5)}
-                                  for i in range(3)]}]}]}
-    zero = tmp_path / "zero.jsonl"
-    zero.write_text(json.dumps(doc) + "\n")
+    zero = otlp_build.write(tmp_path / "zero.jsonl", otlp_build.by_service({"svc": [
+        otlp_build.span("0badf00d98038103d269b633813fc60c", f"{i + 1:016x}", "0000000000000001" if i else None,
+                        f"s{i}", i, i + 5, t0=0, unit=1) for i in range(3)]}))
     db = tmp_path / "u.duckdb"
     res = runner.invoke(app, ["trace", "ingest", str(jsonl), str(zero), "--db", str(db)])
     assert res.exit_code == 0, res.stderr

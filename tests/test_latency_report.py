@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import otlp_build
 import pytest
 from typer.testing import CliRunner
 
@@ -12,21 +13,11 @@ from fabric_trace.cli.app import app
 from fabric_trace.errors import ExitCode
 
 runner = CliRunner()
-MS = 1_000_000
-T0 = 1_800_000_000_000_000_000
 
 
 def _span(tid: str, sid: str, parent: str | None, name: str, start_ms: float, end_ms: float,
           attrs: dict[str, str], status: int = 0) -> dict:
-    s = {
-        "traceId": tid, "spanId": sid, "name": name, "kind": 1,
-        "startTimeUnixNano": str(T0 + int(start_ms * MS)), "endTimeUnixNano": str(T0 + int(end_ms * MS)),
-        "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in attrs.items()],
-        "status": {"code": status},
-    }
-    if parent:
-        s["parentSpanId"] = parent
-    return s
+    return otlp_build.span(tid, sid, parent, name, start_ms, end_ms, status=[*otlp_build.STATUS][status], attrs=attrs)
 
 
 def _trace(n: int, scale: float, retry: bool = False) -> list[dict]:
@@ -59,10 +50,7 @@ def _trace(n: int, scale: float, retry: bool = False) -> list[dict]:
 def db(tmp_path_factory: pytest.TempPathFactory) -> str:
     d = tmp_path_factory.mktemp("lat")
     spans = _trace(1, 1.0) + _trace(2, 2.0) + _trace(3, 3.0, retry=True)
-    doc = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "agent"}}]},
-                              "scopeSpans": [{"spans": spans}]}]}
-    f = d / "t.json"
-    f.write_text(json.dumps(doc))
+    f = otlp_build.write(d / "t.jsonl", otlp_build.by_service({"agent": spans}))
     path = str(d / "t.duckdb")
     res = runner.invoke(app, ["trace", "ingest", str(f), "--db", path])
     assert res.exit_code == 0, res.stderr
@@ -197,10 +185,7 @@ def test_llm_table_counts_each_call_once_across_layers(tmp_path: Path) -> None:
             _span(tid, sdk, fw, "ChatCompletion", 20, 80, {**oi, "llm.token_count.prompt": "100",
                                                            "llm.token_count.completion": "7"}),
         ]
-    doc = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "a"}}]},
-                              "scopeSpans": [{"spans": spans}]}]}
-    f = tmp_path / "layers.json"
-    f.write_text(json.dumps(doc))
+    f = otlp_build.write(tmp_path / "layers.jsonl", otlp_build.by_service({"a": spans}))
     path = str(tmp_path / "layers.duckdb")
     assert runner.invoke(app, ["trace", "ingest", str(f), "--db", path]).exit_code == 0
     q = runner.invoke(app, ["query", "SELECT count(*) AS n FROM spans WHERE role = 'llm'", "--db", path,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import orjson
+import otlp_build
 import pytest
 
 from fabric_trace.fixtures_gen import Scenario, generate, write_otlp_jsonl
@@ -155,31 +155,15 @@ def test_generated_sessions_match_the_ground_truth(generated: tuple[Any, str]) -
 TID = "0af7651916cd43dd8448eb211c80319c"
 
 
-def _attrs(d: dict[str, Any]) -> list[dict[str, Any]]:
-    out = []
-    for k, v in d.items():
-        val = {"intValue": str(v)} if isinstance(v, int) else {"stringValue": str(v)}
-        out.append({"key": k, "value": val})
-    return out
-
-
 def _span(sid: str, parent: str | None, start: int, end: int, attrs: dict[str, Any], *, error: bool = False,
           name: str = "call") -> dict[str, Any]:
-    s: dict[str, Any] = {"traceId": TID, "spanId": sid, "name": name, "kind": 3, "startTimeUnixNano": str(start),
-                         "endTimeUnixNano": str(end), "attributes": _attrs(attrs),
-                         "status": {"code": 2, "message": "boom"} if error else {}}
-    if parent:
-        s["parentSpanId"] = parent
-    return s
+    """A CLIENT span of trace :data:`TID`; times in nanoseconds."""
+    return otlp_build.span(TID, sid, parent, name, start, end, kind="CLIENT", status="ERROR" if error else None,
+                           message="boom" if error else None, attrs=attrs, t0=0, unit=1)
 
 
 def _ingest(tmp_path: Path, scopes: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    d = {"resourceSpans": [{"resource": {"attributes": _attrs({"service.name": "agent"})},
-                            "scopeSpans": [{"scope": {"name": n}, "spans": s} for n, s in scopes.items()]}]}
-    path = tmp_path / "t.jsonl"
-    path.write_bytes(orjson.dumps(d) + b"\n")
-    db = str(tmp_path / "t.duckdb")
-    run_ingest(db, [str(path)])
+    db = otlp_build.ingest(tmp_path, otlp_build.document(otlp_build.resource_spans({"service.name": "agent"}, scopes)))
     return _rows(db, "SELECT * FROM llm_calls ORDER BY start_ns, span_id")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import otlp_build
 
 from fabric_trace.analyzers.trust.config import DEFAULT_PRIVILEGED_TOOLS
 from fabric_trace.fixtures_gen import GeneratedTraces, write_otlp_jsonl
@@ -21,23 +22,9 @@ from fabric_trace.fixtures_gen.truth import GroundTruth
 from fabric_trace.service import run_ingest
 from fabric_trace.store import db as store
 
-KINDS = {"INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
+#: The time origin of these traces (2026-01-01T00:00:00Z), nanoseconds.
 T0 = 1_767_225_600_000_000_000
-MS = 1_000_000
-
-
-def _value(v: Any) -> dict[str, Any]:
-    if isinstance(v, bool):
-        return {"boolValue": v}
-    if isinstance(v, int):
-        return {"intValue": str(v)}
-    if isinstance(v, float):
-        return {"doubleValue": v}
-    return {"stringValue": str(v)}
-
-
-def _attrs(d: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"key": k, "value": _value(v)} for k, v in d.items()]
+MS = otlp_build.MS
 
 
 @dataclass
@@ -84,27 +71,12 @@ class TraceSet:
     def write(self, path: Path) -> Path:
         by_svc: dict[str, tuple[Svc, list[dict[str, Any]]]] = {}
         for trace_id, s in self.spans:
-            span = {
-                "traceId": trace_id,
-                "spanId": s.span_id,
-                "name": s.name,
-                "kind": KINDS[s.kind],
-                "startTimeUnixNano": str(T0 + int(s.start * MS)),
-                "endTimeUnixNano": str(T0 + int(s.end * MS)),
-                "attributes": _attrs(s.attrs),
-                "status": {"code": 2} if s.error else {},
-            }
-            if s.parent:
-                span["parentSpanId"] = s.parent
+            span = otlp_build.span(trace_id, s.span_id, s.parent, s.name, s.start, s.end, kind=s.kind,
+                                   status="ERROR" if s.error else None, attrs=s.attrs, t0=T0)
             key = json.dumps(s.svc.attributes(), sort_keys=True)
             by_svc.setdefault(key, (s.svc, []))[1].append(span)
-        doc = {"resourceSpans": [
-            {"resource": {"attributes": _attrs(svc.attributes())},
-             "scopeSpans": [{"scope": {"name": "test"}, "spans": spans}]}
-            for svc, spans in by_svc.values()
-        ]}
-        path.write_text(json.dumps(doc) + "\n", encoding="utf-8")
-        return path
+        return otlp_build.write(path, otlp_build.document(
+            *(otlp_build.resource_spans(svc.attributes(), {"test": spans}) for svc, spans in by_svc.values())))
 
 
 def tid(n: int) -> str:
