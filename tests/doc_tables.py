@@ -1,5 +1,5 @@
 """Reading the column tables of docs/*.md and a view's columns, for the tests that pin the
-documented views (tests/test_schema_contract.py, tests/test_llm_docs.py)."""
+documented views (tests/store/test_schema_contract.py, tests/analyzers/llm/test_llm_docs.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Seed inputs and mutations for the ingest fuzz campaign (tests/test_ingest_fuzz.py, bench/fuzz_ingest.py).
+"""Seed inputs and mutations for the ingest fuzz campaign (tests/ingest/test_ingest_fuzz.py, bench/fuzz_ingest.py).
 
 One seed per decoder family, built from real-shaped OTLP/Jaeger/Zipkin data, and byte
 mutations of the kinds that damage files in practice: a byte replaced (by a structural

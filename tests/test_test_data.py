@@ -29,6 +29,6 @@ def test_samples_live_inside_the_repository() -> None:
 
 def test_no_test_reads_a_directory_beside_the_checkout() -> None:
     pattern = re.compile(r"\.\./shared|parents\[\d\]\s*/\s*\"shared\"|\.parent\s*/\s*\"shared\"")
-    offenders = [f"{p.name}:{n}" for p in TESTS.glob("*.py") if p.name != Path(__file__).name
+    offenders = [f"{p.relative_to(TESTS)}:{n}" for p in TESTS.rglob("*.py") if p.name != Path(__file__).name
                  for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert offenders == []

@@ -15,7 +15,7 @@ temp tables ``_loc_tix`` and ``_loc_idx``):
   recomputes every span's end from its children, i.e. the new critical path;
   the what-if end-to-end duration is the replayed trace's latest end minus its
   earliest start, which is what the graph module computes for the replayed
-  copy (:func:`replayed_spans`; tests/test_locality_whatif.py checks it).
+  copy (:func:`replayed_spans`; tests/analyzers/locality/test_locality_whatif.py checks it).
 
 The replay model (docs/locality.md, "What-if")::
 
@@ -296,7 +296,7 @@ def what_if(con: duckdb.DuckDBPyConnection, ix: SpanIndex) -> None:
 
     The what-if duration of a replayed trace is its latest end minus its earliest
     start over all its spans, which is exactly the end-to-end duration the graph
-    module computes for the replayed copy (``tests/test_locality_whatif.py``
+    module computes for the replayed copy (``tests/analyzers/locality/test_locality_whatif.py``
     checks this against :func:`fabric_trace.graph.compute_trace_metrics` on
     :func:`replayed_spans`); other traces keep their duration.
     """

@@ -1,4 +1,4 @@
--- Views of the llm analyzer (docs/llm.md; columns pinned by tests/test_llm_docs.py).
+-- Views of the llm analyzer (docs/llm.md; columns pinned by tests/analyzers/llm/test_llm_docs.py).
 
 CREATE OR REPLACE VIEW llm_calls AS
 SELECT trace_id, span_id, session_id, user_id, workflow, service, provider, operation, request_model, model,
