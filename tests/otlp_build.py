@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import orjson
 
 from fabric_trace.service import run_ingest
@@ -129,3 +130,14 @@ def ingest(tmp: Path, *docs: dict[str, Any], config: str | None = None, name: st
     db = str(tmp / f"{name}.duckdb")
     run_ingest(db, [str(src)], config_path=str(cfg) if cfg else None)
     return db
+
+
+def rows(db: str, sql: str) -> list[dict[str, Any]]:
+    """The rows of a query on the store at ``db`` (opened read-only) as dicts."""
+    con = duckdb.connect(db, read_only=True)
+    try:
+        cur = con.execute(sql)
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r)) for r in cur.fetchall()]
+    finally:
+        con.close()

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import otlp_build
 from otlp_build import MS, T0
 
@@ -40,15 +39,7 @@ def build_db(tmp: Path, spans: list[dict[str, Any]], resources: dict[str, dict[s
     return otlp_build.ingest(tmp, otlp_doc(spans, resources), config=config, name=name)
 
 
-def rows(db: str, sql: str) -> list[dict[str, Any]]:
-    """Rows of a query as dicts."""
-    con = duckdb.connect(db, read_only=True)
-    try:
-        cur = con.execute(sql)
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, r)) for r in cur.fetchall()]
-    finally:
-        con.close()
+rows = otlp_build.rows
 
 
 def findings(db: str, kind: str | None = None) -> list[dict[str, Any]]:

@@ -21,14 +21,7 @@ CONVENTIONS = ("openinference", "langchain-openinference", "openllmetry", "otel-
                "langgraph", "vercel-ai")
 
 
-def _rows(db: str, sql: str) -> list[dict[str, Any]]:
-    con = duckdb.connect(db, read_only=True)
-    try:
-        cur = con.execute(sql)
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, r)) for r in cur.fetchall()]
-    finally:
-        con.close()
+_rows = otlp_build.rows
 
 
 # -- the real captures --------------------------------------------------------------------------
