@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--prefix-bytes", type=float, help="ingest the first N bytes (whole frames) of the one protobuf FILE")
     args = ap.parse_args()
 
+    import duckdb
     import pyarrow as pa
 
     from fabric_trace.ingest.pipeline import IngestOptions, ingest
@@ -81,9 +82,12 @@ def main() -> None:
     def sample() -> None:
         t0 = time.monotonic()
         while not stop.is_set():
-            rows = side.execute("SELECT tag, memory_usage_bytes >> 20, temporary_storage_bytes >> 20 "
-                                "FROM duckdb_memory() WHERE memory_usage_bytes + temporary_storage_bytes > 0"
-                                ).fetchall()
+            try:
+                rows = side.execute("SELECT tag, memory_usage_bytes >> 20, temporary_storage_bytes >> 20 "
+                                    "FROM duckdb_memory() WHERE memory_usage_bytes + temporary_storage_bytes > 0"
+                                    ).fetchall()
+            except duckdb.Error:  # e.g. out of memory under a --sql memory_limit: the ingest reports it
+                rows = []
             for tag, mem, _tmp in rows:
                 peak_tags[tag] = max(peak_tags.get(tag, 0), int(mem))
             samples.append({"t": round(time.monotonic() - t0, 1), "rss_mb": rss_mb(),
