@@ -4,9 +4,11 @@ late turns, and the price table's matching and config."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from typer.testing import CliRunner
 
@@ -159,3 +161,42 @@ def test_prices_change_makes_the_store_stale(tmp_path: Path) -> None:
     tokens = data["totals"]["input_tokens"] + data["totals"]["output_tokens"]
     assert data["totals"]["cost_usd"] == pytest.approx(tokens / 1e6)
     assert json.loads(got.stdout)[0]["c"] != pytest.approx(tokens / 1e6)
+
+
+def test_cost_sums_do_not_depend_on_the_order_rows_were_stored_in(tmp_path: Path) -> None:
+    """``sessions.cost_usd``, ``session_turns.cost_usd`` and the llm report's sums are sums of doubles,
+    whose last bits follow the order they are added in; they add in a fixed order (by trace and span
+    id), so a store filled in another order (other files, batches, an incremental refresh) gives
+    exactly the same figures."""
+    import otlp_build
+
+    docs = []
+    for n in range(60):
+        tid, root, call = f"{n + 1:032x}", f"{n + 1:08x}00000001", f"{n + 1:08x}00000002"
+        docs.append(otlp_build.by_service({"agent": [
+            otlp_build.span(tid, root, None, "invoke_agent a", n * 1000, n * 1000 + 500,
+                            attrs={"session.id": f"sess-{n % 2}", "gen_ai.operation.name": "invoke_agent"}),
+            otlp_build.span(tid, call, root, "chat gpt-4o", n * 1000 + 10, n * 1000 + 400, kind="CLIENT",
+                            attrs={"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                                   "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 1_000 + 37 * n * n,
+                                   "gen_ai.usage.output_tokens": 3 + 11 * n})]}))
+    forward = otlp_build.ingest(tmp_path / "f", *docs)
+    backward = str(tmp_path / "b.duckdb")  # the same store with its derived rows stored in reverse order
+    shutil.copy(forward, backward)
+    con = duckdb.connect(backward)
+    for table in ("llm_call_store", "llm_turn_store"):
+        con.execute(f"CREATE TEMP TABLE r AS SELECT * FROM {table} ORDER BY trace_id DESC, rowid DESC")
+        con.execute(f"DELETE FROM {table}")
+        con.execute(f"INSERT INTO {table} SELECT * FROM r")
+        con.execute("DROP TABLE r")
+    con.close()
+    sql = {"sessions": "SELECT session_id, cost_usd FROM sessions ORDER BY session_id",
+           "turns": "SELECT trace_id, cost_usd FROM session_turns ORDER BY trace_id",
+           "stored": "SELECT trace_id FROM llm_call_store"}
+    f = {k: otlp_build.rows(forward, q) for k, q in sql.items()}
+    b = {k: otlp_build.rows(backward, q) for k, q in sql.items()}
+    assert f["stored"] == b["stored"][::-1]  # the rows really are stored in another order
+    assert [r["cost_usd"] for r in f["sessions"]] == [r["cost_usd"] for r in b["sessions"]]
+    assert all(r["cost_usd"] > 0 for r in f["sessions"]) and f["turns"] == b["turns"]
+    reports = [json.loads(_cli("report", "llm", "--db", db, "--format", "json").stdout) for db in (forward, backward)]
+    assert reports[0] == reports[1]

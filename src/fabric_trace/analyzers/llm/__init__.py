@@ -32,7 +32,7 @@ def _report(con: Any, flt: ReportFilter) -> Report:
 #: What ``fabric gate`` can check from the llm tables (docs/ci.md, "Metrics"; docs/llm.md).
 METRICS = (
     GateMetric("llm_cost_usd", "sample", "USD", "mean", 0.10, 0.0001,
-               "SELECT trace_id, sum(cost_usd) AS value FROM llm_calls GROUP BY trace_id",
+               "SELECT trace_id, sum(cost_usd ORDER BY span_id) AS value FROM llm_calls GROUP BY trace_id",
                "LLM cost per trace (priced calls; docs/llm.md, Cost)",
                default="a costlier model, longer prompt or extra loop is a cost regression"),
     GateMetric("llm_input_tokens", "sample", "tokens", "mean", 0.10, 250.0,

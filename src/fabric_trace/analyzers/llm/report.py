@@ -59,7 +59,7 @@ _AGG = """
     sum(c.cached_input_tokens) AS cached_input_tokens, sum(c.reasoning_tokens) AS reasoning_tokens,
     sum(c.cached_input_tokens) FILTER (WHERE c.input_tokens IS NOT NULL AND c.cached_input_tokens IS NOT NULL)
         / nullif(sum(c.input_tokens) FILTER (WHERE c.input_tokens IS NOT NULL AND c.cached_input_tokens IS NOT NULL), 0) AS cached_share,
-    sum(c.cost_usd) AS cost_usd, count(*) FILTER (WHERE c.cost_usd IS NULL) AS unpriced_calls,
+    sum(c.cost_usd ORDER BY c.trace_id, c.span_id) AS cost_usd, count(*) FILTER (WHERE c.cost_usd IS NULL) AS unpriced_calls,
     quantile_cont(c.duration_ns, 0.5) AS p50, quantile_cont(c.duration_ns, 0.95) AS p95,
     quantile_cont(c.ttft_ns, 0.5) AS ttft_p50, quantile_cont(c.ttft_ns, 0.95) AS ttft_p95,
     sum(c.on_critical_path_ns) AS critical_ns
@@ -83,7 +83,7 @@ def _shape(r: dict[str, Any]) -> dict[str, Any]:
 def _groups(con: duckdb.DuckDBPyConnection, dim: str) -> list[dict[str, Any]]:
     rows = _rows(con, f"""
         SELECT coalesce(CAST({dim} AS VARCHAR), '(not reported)') AS key, {_AGG}
-        FROM llm_sel_calls c GROUP BY ALL ORDER BY sum(c.cost_usd) DESC NULLS LAST, calls DESC, key
+        FROM llm_sel_calls c GROUP BY ALL ORDER BY sum(c.cost_usd ORDER BY c.trace_id, c.span_id) DESC NULLS LAST, calls DESC, key
     """)
     return [{"key": r["key"], **_shape(r)} for r in rows]
 
@@ -100,7 +100,7 @@ def _top_traces(con: duckdb.DuckDBPyConnection, top: int) -> list[dict[str, Any]
     rows = _rows(con, """
         SELECT c.trace_id, any_value(c.workflow) AS workflow, any_value(c.session_id) AS session_id,
                count(*) AS calls, sum(c.input_tokens) AS input_tokens, sum(c.output_tokens) AS output_tokens,
-               sum(c.cost_usd) AS cost_usd, count(*) FILTER (WHERE c.cost_usd IS NULL) AS unpriced_calls
+               sum(c.cost_usd ORDER BY c.trace_id, c.span_id) AS cost_usd, count(*) FILTER (WHERE c.cost_usd IS NULL) AS unpriced_calls
         FROM llm_sel_calls c GROUP BY c.trace_id
         ORDER BY cost_usd DESC NULLS LAST, calls DESC, c.trace_id LIMIT ?
     """, [top])
@@ -114,7 +114,7 @@ def _top_sessions(con: duckdb.DuckDBPyConnection, top: int) -> list[dict[str, An
     rows = _rows(con, """
         SELECT c.session_id, count(DISTINCT c.trace_id) AS traces, count(*) AS calls,
                sum(c.input_tokens) AS input_tokens, sum(c.output_tokens) AS output_tokens,
-               sum(c.cost_usd) AS cost_usd, count(*) FILTER (WHERE c.cost_usd IS NULL) AS unpriced_calls
+               sum(c.cost_usd ORDER BY c.trace_id, c.span_id) AS cost_usd, count(*) FILTER (WHERE c.cost_usd IS NULL) AS unpriced_calls
         FROM llm_sel_calls c WHERE c.session_id IS NOT NULL GROUP BY c.session_id
         ORDER BY cost_usd DESC NULLS LAST, calls DESC, c.session_id LIMIT ?
     """, [top])
