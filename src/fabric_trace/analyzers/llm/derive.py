@@ -6,7 +6,9 @@ store) in a private DuckDB (:func:`~fabric_trace.analyzers.contract.sql_kernel`)
 * the candidate spans and what they report are read with SQL
   (:data:`CANDIDATES_SQL`; the attribute keys are in docs/llm.md);
 * the layers of one call are folded into one row (:mod:`.calls`) and priced
-  (:mod:`.config`, :mod:`.cost`);
+  (:mod:`.config`, :mod:`.cost`): in SQL for the traces without layers to fold (nearly all:
+  each candidate is a call), the rules' Python only for the others; the price entry is looked
+  up once per model, the arithmetic is SQL (the same rows as the per-call rules, a test pins it);
 * ``llm_call_store`` gets one row per call (view ``llm_calls``) and
   ``llm_turn_store`` one row per trace of a session (:mod:`.sessions`; views
   ``session_turns`` and ``sessions``).
@@ -23,7 +25,7 @@ import pyarrow.compute as pc
 from fabric_trace.analyzers.contract import Derived, Partition, sql_kernel
 from fabric_trace.analyzers.llm.calls import fold_calls
 from fabric_trace.analyzers.llm.config import LlmSettings, parse_config
-from fabric_trace.analyzers.llm.cost import price_call
+from fabric_trace.analyzers.llm.cost import price_calls
 from fabric_trace.analyzers.llm.sessions import turns
 from fabric_trace.model import FINDING_COLUMNS
 
@@ -120,26 +122,86 @@ def _has_work(spans: pa.Table) -> bool:
     return bool(pc.any(roles).as_py()) or spans.column("session_id").null_count < spans.num_rows
 
 
+#: Candidates (:func:`_candidates_sql`) with the call's ``model`` (reported, else requested) and the
+#: span's parent.
+_CANDS_SQL = """
+    CREATE OR REPLACE TEMP TABLE _llm_cands AS
+    SELECT c.* EXCLUDE (model_reported), coalesce(nullif(c.model_reported, ''), c.request_model) AS model
+    FROM ({candidates}) c
+"""
+
+#: Traces whose candidates need the folding rules of :mod:`.calls`: a candidate with a candidate
+#: among its ancestors (rule 1: the walk over every ancestor a parent chain reaches, cycles
+#: included, finds every pair the rule can fold), two candidates of one span id, or two that rule 2
+#: could fold (same role and tokens). In every other trace each candidate is a call of its own.
+_FOLDED_TRACES_SQL = """
+    CREATE OR REPLACE TEMP TABLE _llm_folded AS
+    WITH RECURSIVE up(trace_id, node) AS (
+        SELECT c.trace_id, s.parent_span_id FROM _llm_cands c
+        JOIN span_store s ON s.trace_id = c.trace_id AND s.span_id = c.span_id
+        WHERE s.parent_span_id IS NOT NULL
+        UNION
+        SELECT u.trace_id, s.parent_span_id FROM up u
+        JOIN span_store s ON s.trace_id = u.trace_id AND s.span_id = u.node
+        WHERE s.parent_span_id IS NOT NULL
+    )
+    SELECT DISTINCT u.trace_id FROM up u SEMI JOIN _llm_cands c ON c.trace_id = u.trace_id AND c.span_id = u.node
+    UNION SELECT trace_id FROM _llm_cands GROUP BY trace_id, span_id HAVING count(*) > 1
+    UNION SELECT trace_id FROM _llm_cands GROUP BY trace_id, role, input_tokens, output_tokens HAVING count(*) > 1
+"""
+
+#: HTTP CLIENT children per span (each an attempt on the wire, :mod:`.calls`).
+_HTTP_SQL = ("SELECT trace_id, parent_span_id, count(*) AS n FROM span_store WHERE role = 'http' AND kind = 'CLIENT' "
+             "AND parent_span_id IS NOT NULL GROUP BY ALL")
+
+_CALL_COLUMNS = [f.name for f in _CALL_SCHEMA if f.name not in ("cost_usd", "cost_note", "price_model")]
+
+
 def _calls(con: duckdb.DuckDBPyConnection, settings: LlmSettings) -> pa.Table:
-    cur = con.execute(_candidates_sql())
-    cols = [d[0] for d in cur.description]
-    cands = []
-    for row in cur.fetchall():
-        c = dict(zip(cols, row))
-        c["model"] = c.pop("model_reported") or c["request_model"]
-        cands.append(c)
-    if not cands:
+    """The partition's calls (one row per call, :data:`_CALL_SCHEMA`), ordered by trace, start, span.
+
+    A candidate of a trace without layers to fold is its own call, in SQL; the traces with layers
+    (:data:`_FOLDED_TRACES_SQL`) go through :func:`~.calls.fold_calls`. Pricing: :func:`~.cost.price_calls`."""
+    con.execute(_CANDS_SQL.format(candidates=_candidates_sql()))
+    if not con.execute("SELECT count(*) FROM _llm_cands").fetchall()[0][0]:
+        con.execute("DROP TABLE _llm_cands")
         return _CALL_SCHEMA.empty_table()
-    spans = con.execute("SELECT trace_id, span_id, parent_span_id FROM span_store").fetchall()
+    con.execute(_FOLDED_TRACES_SQL)
+    folded = _folded_calls(con)
+    con.register("_llm_folded_calls", folded)
+    try:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP VIEW _llm_all_calls AS
+            SELECT {', '.join(f'c.{c}' for c in _CALL_COLUMNS if c not in ('attempts', 'span_ids'))},
+                   greatest(1, coalesce(h.n, 0)) AS attempts, [c.span_id] AS span_ids
+            FROM _llm_cands c LEFT JOIN ({_HTTP_SQL}) h ON h.trace_id = c.trace_id AND h.parent_span_id = c.span_id
+            WHERE c.trace_id NOT IN (SELECT trace_id FROM _llm_folded)
+            UNION ALL BY NAME SELECT * FROM _llm_folded_calls
+        """)
+        priced = price_calls(con, settings, "_llm_all_calls", "trace_id, start_ns, span_id")
+    finally:
+        con.execute("DROP VIEW IF EXISTS _llm_all_calls")
+        con.unregister("_llm_folded_calls")
+        con.execute("DROP TABLE _llm_cands")
+        con.execute("DROP TABLE _llm_folded")
+    return priced.select([f.name for f in _CALL_SCHEMA]).cast(_CALL_SCHEMA)
+
+
+def _folded_calls(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """:func:`~.calls.fold_calls` over the candidates of the traces in ``_llm_folded`` (without prices)."""
+    schema = pa.schema([_CALL_SCHEMA.field(c) for c in _CALL_COLUMNS])
+    cur = con.execute("SELECT * FROM _llm_cands SEMI JOIN _llm_folded USING (trace_id)")
+    cols = [d[0] for d in cur.description]
+    cands = [dict(zip(cols, row)) for row in cur.fetchall()]
+    if not cands:
+        return schema.empty_table()
+    spans = con.execute("SELECT trace_id, span_id, parent_span_id FROM span_store SEMI JOIN _llm_folded USING (trace_id)"
+                        ).fetchall()
     http = {(t, p): n for t, p, n in con.execute(
-        "SELECT trace_id, parent_span_id, count(*) FROM span_store WHERE role = 'http' AND kind = 'CLIENT' "
-        "AND parent_span_id IS NOT NULL GROUP BY ALL").fetchall()}
+        f"SELECT * FROM ({_HTTP_SQL}) SEMI JOIN _llm_folded USING (trace_id)").fetchall()}
     calls = fold_calls(spans, cands, http)
-    for c in calls:
-        c["cost_usd"], c["cost_note"], c["price_model"] = price_call(settings, c)
-    calls.sort(key=lambda c: (c["trace_id"], c["start_ns"], c["span_id"]))
     # column by column (a dict per row cost ~3 s per million calls)
-    return pa.table([pa.array([c.get(f.name) for c in calls], f.type) for f in _CALL_SCHEMA], schema=_CALL_SCHEMA)
+    return pa.table([pa.array([c.get(f.name) for c in calls], f.type) for f in schema], schema=schema)
 
 
 def derive_sql(con: duckdb.DuckDBPyConnection, config: Any) -> None:
