@@ -9,6 +9,11 @@ earlier ones' rows as ``inputs``, as in the DuckDB engine) and returns one
 "wide" Arrow table: a ``_table`` column naming the derived table of the row,
 and ``<table>__<column>`` columns for every output table (NULL in the others).
 The driver splits it into one Parquet table each.
+
+The kernels of one batch share one private database
+(:class:`~fabric_trace.analyzers.contract.KernelDatabase`), as in the DuckDB
+engine: the batch's spans are copied into it once, not once per analyzer, and a
+table an earlier analyzer wrote there is read in place by a later one.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fabric_trace.analyzers.contract import Analyzer, Partition
+from fabric_trace.analyzers.contract import Analyzer, KernelDatabase, Partition
 from fabric_trace.lake.layout import STORE_ONLY, store_schema
 
 #: Name of the column that says which derived table a wide row belongs to.
@@ -60,16 +65,21 @@ class GroupKernel:
         produced: dict[str, pa.Table] = {}
         pieces: list[pa.Table] = []
         schema = wide_schema(self.outputs)
-        for a in self.analyzers:
-            inputs = {name: produced[name] for name in a.reads}
-            part = Partition(spans, res, inputs, {s.table: shared["stats"][s.table] for s in a.stats})
-            out = a.derive(part, self.config)
-            produced.update(out.tables)
-            for table, data in out.tables.items():
-                if table in self.outputs:
-                    pieces.append(_widen(table, data, self.outputs[table], schema))
-            if "findings" in self.outputs:
-                pieces.append(_widen("findings", out.findings, self.outputs["findings"], schema))
+        database = KernelDatabase()  # the batch's one private database, as in the DuckDB engine
+        try:
+            for a in self.analyzers:
+                inputs = {name: produced[name] for name in a.reads}
+                part = Partition(spans, res, inputs, {s.table: shared["stats"][s.table] for s in a.stats},
+                                 shared=database)
+                out = a.derive(part, self.config)
+                produced.update(out.tables)
+                for table, data in out.tables.items():
+                    if table in self.outputs:
+                        pieces.append(_widen(table, data, self.outputs[table], schema))
+                if "findings" in self.outputs:
+                    pieces.append(_widen("findings", out.findings, self.outputs["findings"], schema))
+        finally:
+            database.close()
         if not pieces:
             return schema.empty_table()
         return pa.concat_tables(pieces)
