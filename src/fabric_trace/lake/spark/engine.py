@@ -12,11 +12,18 @@ The same steps as the DuckDB engine's full analysis (docs/analyzers.md, "Refresh
    partition; ``mapInArrow`` cuts each partition into batches of whole groups
    (about :data:`BATCH_SPANS` spans, like the DuckDB engine's batches) and
    runs every analyzer's ``derive`` in registry order on each (:mod:`.kernel`).
+   The kernels of a batch share one private database, as in the DuckDB engine.
+   This is the one derive pass; statistics of derived rows are empty in it.
 4. **Statistics of derived rows** (``after_derive``, e.g. the what-if
-   medians): when an analyzer has some, a first pass derives the analyzers up
-   to it, the statistic is computed from their rows, and the second pass
-   derives every analyzer with it. (The DuckDB engine derives the dependent
-   traces again instead; the rows are the same.)
+   medians), as the DuckDB engine's first analysis does (the rederive
+   contract, ``StoreStats.rederive``): each is computed by its ``compute``
+   from the derived rows (DuckDB on the driver over the derived Parquet), its
+   ``affected_sql`` names the traces that depend on it, and one Spark job runs
+   the statistic's ``rederive`` kernel (:class:`.kernel.StepKernel`) over only
+   those traces' groups, with the span columns it names and the derived rows it
+   reads; only the tables it returns are rewritten (their rows of those traces
+   replaced). A statistic without ``rederive`` runs its analyzer's whole
+   ``derive`` there instead (its tables and findings replaced).
 5. **Output.** Every derived table, ``findings``, and each analyzer's views
    (computed by DuckDB on the driver from the derived Parquet, so their types
    are the DuckDB views' own) are written under a staging directory, which
@@ -31,8 +38,8 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +48,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fabric_trace.analyzers import registry
-from fabric_trace.analyzers.contract import FINDINGS_DDL, Analyzer
+from fabric_trace.analyzers.contract import FINDINGS_DDL, Analyzer, StoreStats
 from fabric_trace.analyzers.engine import FINDINGS_VIEW, config_fingerprint
 from fabric_trace.errors import EngineFailed, FabricError, LakeError, OutputError
 from fabric_trace.lake.layout import DERIVED_DIR, DERIVED_STATE, Lake, data_files, lake_schema, open_lake, write_state
 from fabric_trace.lake.read import attach_spans, derived_catalog
-from fabric_trace.lake.spark.kernel import TABLE_COLUMN, GroupKernel, batched, wide_name, wide_schema
+from fabric_trace.lake.spark.kernel import (RETURNED, SPANS, TABLE_COLUMN, GroupKernel, StepKernel, batched, wide_name,
+                                            wide_schema)
 from fabric_trace.lake.spark.session import spark_session
 
 _log = logging.getLogger(__name__)
@@ -66,6 +74,9 @@ class SparkResult:
     findings: int
     tables: dict[str, int]
     seconds: float
+    rederived: dict[str, int] = field(default_factory=dict)
+    """Per table rewritten after a statistic of derived rows: the traces whose statistic changed
+    (their groups' rows were derived again)."""
 
 
 def analyze_lake(root: str | os.PathLike[str], config: Any, *, master: str | None = None,
@@ -77,7 +88,8 @@ def analyze_lake(root: str | os.PathLike[str], config: Any, *, master: str | Non
     spark = spark or spark_session(master, conf)
     staging = lake.root / "_staging" / f"derived-{uuid.uuid4().hex}"
     try:
-        counts = _Run(spark, lake, config, staging, batch_spans).run()
+        run = _Run(spark, lake, config, staging, batch_spans)
+        counts = run.run()
         _swap(lake, staging)
     except FabricError:
         raise
@@ -86,7 +98,8 @@ def analyze_lake(root: str | os.PathLike[str], config: Any, *, master: str | Non
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         _rmdir(lake.root / "_staging")
-    return SparkResult(counts.get("traces", 0), counts.get("findings", 0), counts, time.monotonic() - started)
+    return SparkResult(counts.get("traces", 0), counts.get("findings", 0), counts, time.monotonic() - started,
+                       run.rederived)
 
 
 def _engine_error(exc: BaseException) -> EngineFailed:
@@ -146,6 +159,8 @@ class _Run:
         self.t0 = time.monotonic()
         self.analyzers = list(registry().values())
         self.schemas = _duckdb_arrow_schemas()
+        self.broadcasts: list[Any] = []
+        self.rederived: dict[str, int] = {}
         self.con = duckdb.connect()
         attach_spans(self.con, lake)
 
@@ -154,6 +169,8 @@ class _Run:
             return self._run()
         finally:
             self.con.close()
+            for shared in self.broadcasts:
+                shared.unpersist()
 
     def _run(self) -> dict[str, int]:
         from pyspark import StorageLevel
@@ -164,37 +181,132 @@ class _Run:
             for st in a.stats:
                 if not st.after_derive:
                     stats[st.table] = self._compute(st, stats)
-                else:  # empty until derived rows exist (as in the DuckDB engine's full analysis)
+                else:  # empty until derived rows exist (as in the DuckDB engine's first analysis)
                     stats[st.table] = self.schemas[st.table].empty_table()
         _log.info("statistics of the data done (%.1f s)", time.monotonic() - self.t0)
         spans = self._grouped_spans()
         _log.info("groups done (%.1f s)", time.monotonic() - self.t0)
         spans.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            last = max((k for k, a in enumerate(self.analyzers) if any(s.after_derive for s in a.stats)), default=-1)
-            if last >= 0:  # 4. a first pass for the statistics of derived rows
-                first = self.analyzers[: last + 1]
-                pass1 = self.staging / "_pass1"
-                # a statistic of derived rows reads its analyzer's tables (and the ones it reads)
-                needed = {t for a in first if any(s.after_derive for s in a.stats) for t in (*a.tables, *a.reads)}
-                self._derive(spans, first, stats, pass1, only=needed)
-                self.con.execute(FINDINGS_DDL)
-                for a in first:
-                    for table in a.tables:
-                        if table in needed:
-                            self._view(table, pass1 / table)
-                for a in first:
-                    for st in a.stats:
-                        if st.after_derive:
-                            stats[st.table] = self._compute(st, stats)
-                shutil.rmtree(pass1)
-            self._derive(spans, self.analyzers, stats, self.staging)
+            self._derive(spans, self.analyzers, stats, self.staging)  # 3. one derive pass
+            _log.info("kernels done (%.1f s)", time.monotonic() - self.t0)
+            self._after_derive(spans, stats)  # 4. statistics of derived rows, and their rederive steps
         finally:
             spans.unpersist()
         for table, data in stats.items():  # the statistics are derived tables too
             self._write_arrow(table, data)
-        _log.info("kernels done (%.1f s)", time.monotonic() - self.t0)
         return self._views()
+
+    # -- statistics of derived rows (the rederive contract) ---------------------------------------
+
+    def _after_derive(self, spans: Any, stats: dict[str, pa.Table]) -> None:
+        """Compute every statistic of derived rows from the derived rows (each was empty during the
+        derive pass), then, per analyzer in registry order as the DuckDB engine does, derive again
+        the traces whose rows depend on a changed value: the statistic's ``rederive`` step (only the
+        tables it returns are rewritten), or the analyzer's whole ``derive`` when it has none."""
+        if not any(st.after_derive for a in self.analyzers for st in a.stats):
+            return
+        con = self.con
+        for a in self.analyzers:
+            for table in self._own_tables(a):
+                self._view(table, self.staging / table)
+        self._view("finding_store", self.staging / "findings")
+        whole: dict[int, set[str]] = {}
+        steps: dict[tuple[int, int], set[str]] = {}
+        for k, a in enumerate(self.analyzers):
+            for j, st in enumerate(a.stats):
+                if not st.after_derive:
+                    continue
+                new = self._compute(st, stats)
+                # the derive pass used an empty table: every key of the new one changed
+                changed = new.select(list(st.key)).group_by(list(st.key)).aggregate([])
+                stats[st.table] = new
+                if not changed.num_rows or st.affected_sql is None:
+                    continue
+                con.register("_stats_changed", changed)
+                try:
+                    traces = con.sql(f"SELECT DISTINCT trace_id FROM ({st.affected_sql})").fetchnumpy()["trace_id"]
+                finally:
+                    con.unregister("_stats_changed")
+                target = whole.setdefault(k, set()) if st.rederive is None else steps.setdefault((k, j), set())
+                target.update(str(t) for t in traces)
+        _log.info("statistics of derived rows done (%.1f s)", time.monotonic() - self.t0)
+        for k, a in enumerate(self.analyzers):
+            if whole.get(k):
+                self._step(spans, a, None, whole[k], stats)
+            for j, st in enumerate(a.stats):
+                traces = steps.get((k, j), set()) - whole.get(k, set())
+                if traces:
+                    self._step(spans, a, st, traces, stats)
+
+    def _step(self, spans: Any, a: Analyzer, st: StoreStats | None, traces: set[str],
+              stats: dict[str, pa.Table]) -> None:
+        """Run ``st.rederive`` (``None``: ``a.derive``) as a Spark job over the groups of ``traces``,
+        and rewrite, in the staging directory, only the tables it returns (their rows of those
+        groups' traces replaced; with ``a.derive`` also ``a``'s findings of them)."""
+        from pyspark.sql import functions as F
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        spark = self.spark
+        wanted = spark.createDataFrame(pa.table({"trace_id": pa.array(sorted(traces), pa.string())}))
+        groups = spans.join(F.broadcast(wanted), "trace_id", "left_semi").select(GROUP).distinct()
+        step_spans = spans.join(F.broadcast(groups), GROUP, "left_semi")
+        members = step_spans.select("trace_id", GROUP).distinct().persist()
+        try:
+            columns = list(st.span_columns) if st is not None and st.span_columns is not None \
+                else lake_schema("spans").names
+            span_schema = pa.schema([lake_schema("spans").field(c) for c in columns])
+            reads = (*a.reads, *self._own_tables(a)) if st is not None else a.reads
+            inputs = {SPANS: span_schema, **{name: self.schemas[name] for name in reads}}
+            sources = {SPANS: step_spans.select(*columns, GROUP)}
+            for name in reads:
+                sources[name] = spark.read.parquet(str(self.staging / name)).join(F.broadcast(members), "trace_id")
+            wide_in = _union_wide(sources, inputs).repartition(GROUP).sortWithinPartitions(GROUP)
+            outputs = {t: self.schemas[t] for t in self._own_tables(a)}
+            if st is None:
+                outputs["findings"] = self.schemas["findings"]
+            wide = self._map(wide_in, lambda shared: StepKernel(a, st, self.config, inputs, outputs, shared),
+                             stats, outputs)
+            try:
+                if st is None:
+                    replaced = list(outputs)
+                else:
+                    marks = wide.where(F.col(TABLE_COLUMN).startswith(RETURNED)).select(TABLE_COLUMN).distinct()
+                    returned = {r[0][len(RETURNED):] for r in marks.collect()}
+                    replaced = [t for t in outputs if t in returned]
+                _log.info("step kernels done (%.1f s)", time.monotonic() - self.t0)
+                # the new rows first, all of them, before any input of this job is rewritten
+                nxt = self.staging / "_next"
+                for table in replaced:
+                    cols = [F.col(wide_name(table, f.name)).alias(f.name) for f in outputs[table]]
+                    wide.where(F.col(TABLE_COLUMN) == table).select(*cols) \
+                        .write.mode("errorifexists").parquet(str(nxt / "new" / table))
+            finally:
+                wide.unpersist()
+            keys = F.broadcast(members.select("trace_id"))
+            for table in replaced:
+                _log.info("rewriting %s for the groups of %d traces (%.1f s)", table, len(traces),
+                          time.monotonic() - self.t0)
+                schema = from_arrow_schema(outputs[table])
+                new = spark.read.schema(schema).parquet(str(nxt / "new" / table))
+                old = spark.read.schema(schema).parquet(str(self.staging / table))
+                if table == "findings":  # only this analyzer's findings of the groups' traces
+                    keep = old.where(F.col("analyzer") != a.name).unionByName(
+                        old.where(F.col("analyzer") == a.name).join(keys, "trace_id", "left_anti"))
+                else:
+                    keep = old.join(keys, "trace_id", "left_anti")
+                keep.select(*schema.names).unionByName(new).write.mode("errorifexists").parquet(str(nxt / table))
+                shutil.rmtree(self.staging / table)
+                os.replace(nxt / table, self.staging / table)
+                self.rederived[table] = self.rederived.get(table, 0) + len(traces)
+        finally:
+            members.unpersist()
+            shutil.rmtree(self.staging / "_next", ignore_errors=True)
+
+    @staticmethod
+    def _own_tables(a: Analyzer) -> list[str]:
+        stats = {s.table for s in a.stats}
+        return [t for t in a.tables if t not in stats]
 
     # -- statistics -----------------------------------------------------------------------------
 
@@ -236,32 +348,14 @@ class _Run:
         # every group whole in one partition (spark.sql.shuffle.partitions of them), sorted by group
         return spans.repartition(GROUP).sortWithinPartitions(GROUP)
 
-    def _derive(self, spans: Any, analyzers: list[Analyzer], stats: dict[str, pa.Table], out: Path,
-                only: set[str] | None = None) -> None:
-        """Run ``analyzers`` over every group; write their tables and findings (or the tables in ``only``)."""
-        from pyspark import StorageLevel
+    def _derive(self, spans: Any, analyzers: list[Analyzer], stats: dict[str, pa.Table], out: Path) -> None:
+        """Run ``analyzers`` over every group; write their tables and findings."""
         from pyspark.sql import functions as F
-        from pyspark.sql.pandas.types import from_arrow_schema
 
         stat_tables = {s.table for a in analyzers for s in a.stats}
         outputs = {t: self.schemas[t] for a in analyzers for t in a.tables if t not in stat_tables}
         outputs["findings"] = self.schemas["findings"]
-        if only is not None:
-            outputs = {t: schema for t, schema in outputs.items() if t in only}
-        resources = pq.read_table([str(f) for f in self.lake.files["resources"]]) \
-            if len(self.lake.files["resources"]) > 1 else pq.read_table(str(self.lake.files["resources"][0]))
-        res_schema = lake_schema("resources")
-        resources = resources.select(res_schema.names).cast(res_schema)
-        shared = self.spark.sparkContext.broadcast({"resources": resources, "stats": dict(stats)})
-        kernel = GroupKernel(analyzers, self.config, outputs, shared)
-        schema = wide_schema(outputs)
-        batch_spans = self.batch_spans
-
-        def run_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            return batched(kernel, batches, GROUP, batch_spans)
-
-        wide = spans.mapInArrow(run_partition, from_arrow_schema(schema))
-        wide.persist(StorageLevel.MEMORY_AND_DISK)
+        wide = self._map(spans, lambda shared: GroupKernel(analyzers, self.config, outputs, shared), stats, outputs)
         try:
             for table, tschema in outputs.items():
                 _log.info("writing %s (%.1f s)", table, time.monotonic() - self.t0)
@@ -270,7 +364,29 @@ class _Run:
                  .write.mode("errorifexists").parquet(str(out / table)))
         finally:
             wide.unpersist()
-            shared.unpersist()
+
+    def _map(self, rows: Any, make_kernel: Callable[[Any], Any], stats: dict[str, pa.Table],
+             outputs: dict[str, pa.Schema]) -> Any:
+        """``rows`` (whole groups per partition, sorted by group) through the kernel ``make_kernel``
+        builds around the broadcast resources and statistics, in batches of whole groups: the wide
+        rows, persisted (the caller unpersists them)."""
+        from pyspark import StorageLevel
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        files = [str(f) for f in self.lake.files["resources"]]
+        resources = pq.read_table(files if len(files) > 1 else files[0])
+        res_schema = lake_schema("resources")
+        resources = resources.select(res_schema.names).cast(res_schema)
+        shared = self.spark.sparkContext.broadcast({"resources": resources, "stats": dict(stats)})
+        self.broadcasts.append(shared)
+        kernel = make_kernel(shared)
+        batch_spans = self.batch_spans
+
+        def run_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            return batched(kernel, batches, GROUP, batch_spans)
+
+        wide = rows.mapInArrow(run_partition, from_arrow_schema(wide_schema(outputs)))
+        return wide.persist(StorageLevel.MEMORY_AND_DISK)
 
     # -- output ---------------------------------------------------------------------------------
 
@@ -314,6 +430,25 @@ class _Run:
             "tables": sorted(catalog), "rows": counts,
         })
         return counts
+
+
+def _union_wide(sources: dict[str, Any], schemas: dict[str, pa.Schema]) -> Any:
+    """One DataFrame of the ``sources`` (each with the group column), as wide rows: ``_table`` names
+    the source, ``<source>__<column>`` holds its columns (NULL in the other sources' rows)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    types = {name: from_arrow_schema(schema) for name, schema in schemas.items()}
+    out = None
+    for name, df in sources.items():
+        cols = [F.lit(name).alias(TABLE_COLUMN), F.col(GROUP)]
+        for other, schema in types.items():
+            for field in schema.fields:
+                value = F.col(field.name) if other == name else F.lit(None)
+                cols.append(value.cast(field.dataType).alias(wide_name(other, field.name)))
+        part = df.select(*cols)
+        out = part if out is None else out.unionByName(part)
+    return out
 
 
 def _session_components(spans: Any) -> Any:

@@ -14,6 +14,13 @@ The kernels of one batch share one private database
 (:class:`~fabric_trace.analyzers.contract.KernelDatabase`), as in the DuckDB
 engine: the batch's spans are copied into it once, not once per analyzer, and a
 table an earlier analyzer wrote there is read in place by a later one.
+
+:class:`StepKernel` runs one analyzer's step after a statistic of derived rows
+(``StoreStats.rederive``, or its whole ``derive`` when the statistic has none)
+over the affected groups: its input is wide too (the spans' columns and the
+derived tables it reads, one ``_table`` value each), and it returns the rows of
+the tables it replaces plus one marker row (``_table`` = :data:`RETURNED` +
+table) per table returned, so the driver knows which tables to rewrite.
 """
 
 from __future__ import annotations
@@ -25,11 +32,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fabric_trace.analyzers.contract import Analyzer, KernelDatabase, Partition
+from fabric_trace.analyzers.contract import Analyzer, Derived, KernelDatabase, Partition, StoreStats
 from fabric_trace.lake.layout import STORE_ONLY, store_schema
 
 #: Name of the column that says which derived table a wide row belongs to.
 TABLE_COLUMN = "_table"
+#: ``_table`` of a step's spans in its wide input.
+SPANS = "_spans"
+#: Prefix of a step's marker rows: ``RETURNED + table`` says the step returned (replaces) that table.
+RETURNED = "_returned:"
 
 
 def wide_name(table: str, column: str) -> str:
@@ -85,6 +96,55 @@ class GroupKernel:
         return pa.concat_tables(pieces)
 
 
+@dataclass
+class StepKernel:
+    """One analyzer's step over the affected groups, after a statistic of derived rows (picklable).
+
+    ``step`` is the statistic whose ``rederive`` runs (``None``: the analyzer's whole ``derive``);
+    ``inputs`` are the wide input's parts (:data:`SPANS` with the span columns it carries, and the
+    derived tables it reads) with their Arrow schemas."""
+
+    analyzer: Analyzer
+    step: StoreStats | None
+    config: Any
+    inputs: dict[str, pa.Schema]
+    outputs: dict[str, pa.Schema]
+    shared: Any
+    """Broadcast of ``{"resources": pa.Table, "stats": {table: pa.Table}}``."""
+
+    def __call__(self, wide: pa.Table) -> pa.Table:
+        shared = self.shared.value
+        parts = {}
+        for name, schema in self.inputs.items():
+            rows = wide.filter(pc.equal(wide.column(TABLE_COLUMN), name))
+            parts[name] = pa.Table.from_arrays([rows.column(wide_name(name, f.name)).cast(f.type) for f in schema],
+                                               schema=schema)
+        spans = _store_spans(parts.pop(SPANS))
+        res = shared["resources"]
+        if "resource_id" in spans.column_names:
+            res = res.filter(pc.is_in(res.column("resource_id"), value_set=pc.unique(spans.column("resource_id"))))
+        else:
+            res = res.slice(0, 0)
+        a = self.analyzer
+        database = KernelDatabase()
+        try:
+            part = Partition(spans, res, parts, {s.table: shared["stats"][s.table] for s in a.stats},
+                             shared=database)
+            out: Derived = a.derive(part, self.config) if self.step is None else \
+                self.step.rederive(part, self.config)  # type: ignore[misc]
+        finally:
+            database.close()
+        schema = wide_schema(self.outputs)
+        pieces = []
+        for table, data in out.tables.items():
+            if table in self.outputs:
+                pieces.append(_widen(table, data, self.outputs[table], schema))
+                pieces.append(_marker(table, schema))
+        if self.step is None and "findings" in self.outputs:
+            pieces.append(_widen("findings", out.findings, self.outputs["findings"], schema))
+        return pa.concat_tables(pieces) if pieces else schema.empty_table()
+
+
 def batched(kernel: GroupKernel, batches: Iterator[pa.RecordBatch], group: str,
             batch_spans: int) -> Iterator[pa.RecordBatch]:
     """Run ``kernel`` over the rows of one Spark partition, sorted by ``group``, in batches of whole
@@ -112,9 +172,14 @@ def batched(kernel: GroupKernel, batches: Iterator[pa.RecordBatch], group: str,
 
 def _store_spans(group: pa.Table) -> pa.Table:
     """The group's rows as ``span_store`` rows: every store column in order, the store's types
-    (``file_id``/``content_hash``, not in a lake, are 0), sorted by trace and span id."""
+    (``file_id``/``content_hash``, not in a lake, are 0), sorted by trace and span id. A group
+    with only some of the lake's columns (``StoreStats.span_columns``) gives those columns, in
+    their order, with the store's types."""
     schema = store_schema("span_store")
     n = group.num_rows
+    lake_columns = [f.name for f in schema if f.name not in STORE_ONLY]
+    if not set(lake_columns) <= set(group.column_names):
+        schema = pa.schema([schema.field(c) for c in group.column_names if c in schema.names])
     cols = []
     for field in schema:
         if field.name in STORE_ONLY:
@@ -123,6 +188,12 @@ def _store_spans(group: pa.Table) -> pa.Table:
             cols.append(group.column(field.name).cast(field.type))
     table = pa.Table.from_arrays(cols, schema=schema)
     return table.sort_by([("trace_id", "ascending"), ("span_id", "ascending")])
+
+
+def _marker(table: str, schema: pa.Schema) -> pa.Table:
+    """One wide row of ``schema`` saying that a step returned ``table`` (:data:`RETURNED`)."""
+    return pa.Table.from_arrays([pa.array([RETURNED + table], pa.string()) if f.name == TABLE_COLUMN
+                                 else pa.nulls(1, f.type) for f in schema], schema=schema)
 
 
 def _widen(table: str, data: pa.Table, target: pa.Schema, schema: pa.Schema) -> pa.Table:
