@@ -20,7 +20,7 @@ from fabric_trace.lake.spark.engine import GROUP, _duckdb_arrow_schemas
 from fabric_trace.lake.spark.kernel import RETURNED, SPANS, TABLE_COLUMN, GroupKernel, StepKernel, batched, wide_name
 from fabric_trace.service import open_analyzed, run_ingest
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "scenarios"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "scenarios"
 
 
 @pytest.fixture(scope="module")
