@@ -22,7 +22,7 @@ from fabric_trace.config import Config
 from fabric_trace.fixtures_gen import Scenario, generate, write_otlp_jsonl
 from fabric_trace.service import run_ingest
 
-CAPTURES = Path(__file__).resolve().parent / "data" / "captures"
+CAPTURES = Path(__file__).resolve().parents[2] / "data" / "captures"
 
 
 def _reference(con: duckdb.DuckDBPyConnection, settings: Any) -> list[dict[str, Any]]:
