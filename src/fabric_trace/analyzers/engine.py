@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import duckdb
@@ -239,7 +240,8 @@ class _Run:
             views = a.sql("views.sql")
             if views:
                 con.execute(views)
-        for table in ("_work", "_redo", "_redo_step", "_batch", "_batch_rows", "_stats_changed"):
+        for table in ("_work", "_redo", "_redo_step", "_batch", "_batch_rows", "_batch_w0", "_batch_w1",
+                      "_stats_changed"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
 
     def _restore(self, table: str, rows: pa.Table) -> None:
@@ -324,69 +326,120 @@ class _Run:
     def _derive(self, table: str, analyzers: list[Analyzer], *, replace: bool,
                 step: StoreStats | None = None) -> None:
         """Derive the traces of ``table`` in batches: every analyzer's ``derive``, or with ``step``
-        only that statistic's ``rederive`` (of the one analyzer)."""
+        only that statistic's ``rederive`` (of the one analyzer).
+
+        Two batches are in flight (docs/analyzers.md, "Bounded memory"): while a worker thread runs
+        the kernels of batch k (private databases, no store), this thread writes and commits batch
+        k-1 and reads the spans of batch k+1 (DuckDB releases the GIL, so the two cores both work).
+        Batches hold disjoint traces, so reading one before the previous one is written reads the
+        same rows."""
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fabric-kernels")
+        pending: tuple[int, Future[list[tuple[Analyzer, Derived]]]] | None = None
+        try:
+            for k, _ in enumerate(self._batches(table)):
+                batch = self._read_batch(analyzers, step)
+                self.con.execute(f"CREATE OR REPLACE TEMP TABLE _batch_w{k % 2} AS SELECT trace_id FROM _batch")
+                future = pool.submit(self._kernels, analyzers, step, *batch)
+                del batch
+                if pending is not None:
+                    self._write_batch(*pending, replace=replace, step=step)
+                pending = (k, future)
+            if pending is not None:
+                self._write_batch(*pending, replace=replace, step=step)
+                pending = None
+        finally:
+            if pending is not None:
+                pending[1].cancel()
+            pool.shutdown(wait=True, cancel_futures=True)  # a running kernel ends before the rollback
+
+    def _read_batch(self, analyzers: list[Analyzer], step: StoreStats | None
+                    ) -> tuple[pa.Table, pa.Table, dict[str, pa.Table], dict[str, pa.Table]]:
+        """The store's rows the kernels of the batch in ``_batch`` need: spans, resources, the tables
+        they read that no earlier analyzer of ``analyzers`` produces, and the statistics."""
         con = self.con
         columns = "s.*" if step is None or step.span_columns is None else ", ".join(
             f"s.{c}" for c in step.span_columns)
-        for _ in self._batches(table):
-            self._between_batches()
-            # the batch's rows first (a scan of one column), then only those rows with every column:
-            # a semi join on ``s.*`` would read every column of the whole store for each batch
-            # (a view over a read-only store, store.open_overlay, has no row ids: the semi join then)
-            if self.span_table:
-                con.execute("CREATE OR REPLACE TEMP TABLE _batch_rows AS "
-                            "SELECT s.rowid AS r FROM span_store s SEMI JOIN _batch b USING (trace_id)")
-                spans = con.sql(f"SELECT {columns} FROM span_store s WHERE s.rowid IN (SELECT r FROM _batch_rows) "
-                                "ORDER BY s.rowid").to_arrow_table()
-            else:
-                spans = con.sql(f"SELECT {columns} FROM span_store s SEMI JOIN _batch b USING (trace_id)"
-                                ).to_arrow_table()
-            if step is None or "resource_id" in spans.column_names:
-                con.register("_part_spans", spans)
-                try:
-                    resources = con.sql("SELECT r.* FROM resources r WHERE r.resource_id IN "
-                                        "(SELECT DISTINCT resource_id FROM _part_spans)").to_arrow_table()
-                finally:
-                    con.unregister("_part_spans")
-            else:
-                resources = con.sql("SELECT r.* FROM resources r LIMIT 0").to_arrow_table()
-            produced: dict[str, pa.Table] = {}
-            shared = KernelDatabase()
+        # the batch's rows first (a scan of one column), then only those rows with every column:
+        # a semi join on ``s.*`` would read every column of the whole store for each batch
+        # (a view over a read-only store, store.open_overlay, has no row ids: the semi join then)
+        if self.span_table:
+            con.execute("CREATE OR REPLACE TEMP TABLE _batch_rows AS "
+                        "SELECT s.rowid AS r FROM span_store s SEMI JOIN _batch b USING (trace_id)")
+            spans = con.sql(f"SELECT {columns} FROM span_store s WHERE s.rowid IN (SELECT r FROM _batch_rows) "
+                            "ORDER BY s.rowid").to_arrow_table()
+        else:
+            spans = con.sql(f"SELECT {columns} FROM span_store s SEMI JOIN _batch b USING (trace_id)"
+                            ).to_arrow_table()
+        if step is None or "resource_id" in spans.column_names:
+            con.register("_part_spans", spans)
             try:
-                for a in analyzers:
-                    reads = a.reads if step is None else (*a.reads, *self._own_tables(a))
-                    inputs = {}
-                    for name in reads:
-                        inputs[name] = produced[name] if name in produced else con.sql(
-                            f"SELECT t.* FROM {name} t SEMI JOIN _batch b USING (trace_id)").to_arrow_table()
-                    part = Partition(spans, resources, inputs, {s.table: self._stats_table(s) for s in a.stats},
-                                     shared=shared)
-                    if step is None:
-                        out = a.derive(part, self.config)
-                    else:
-                        assert step.rederive is not None
-                        out = step.rederive(part, self.config)
-                    self._write(a, out, replace=replace, step=step is not None)
-                    produced.update(out.tables)
+                resources = con.sql("SELECT r.* FROM resources r WHERE r.resource_id IN "
+                                    "(SELECT DISTINCT resource_id FROM _part_spans)").to_arrow_table()
             finally:
-                shared.close()
-            del spans, resources, produced
+                con.unregister("_part_spans")
+        else:
+            resources = con.sql("SELECT r.* FROM resources r LIMIT 0").to_arrow_table()
+        stored: dict[str, pa.Table] = {}
+        stats: dict[str, pa.Table] = {}
+        produced: set[str] = set()
+        for a in analyzers:
+            reads = a.reads if step is None else (*a.reads, *self._own_tables(a))
+            for name in reads:
+                if name not in produced and name not in stored:
+                    stored[name] = con.sql(f"SELECT t.* FROM {name} t SEMI JOIN _batch b USING (trace_id)"
+                                           ).to_arrow_table()
+            for st in a.stats:
+                stats[st.table] = self._stats_table(st)
+            if step is None:
+                produced.update(self._own_tables(a))
+        return spans, resources, stored, stats
+
+    def _kernels(self, analyzers: list[Analyzer], step: StoreStats | None, spans: pa.Table, resources: pa.Table,
+                 stored: dict[str, pa.Table], stats: dict[str, pa.Table]) -> list[tuple[Analyzer, Derived]]:
+        """Every analyzer's kernel over one batch (no store: runs in the worker thread)."""
+        produced: dict[str, pa.Table] = {}
+        outs: list[tuple[Analyzer, Derived]] = []
+        shared = KernelDatabase()
+        try:
+            for a in analyzers:
+                reads = a.reads if step is None else (*a.reads, *self._own_tables(a))
+                inputs = {name: produced[name] if name in produced else stored[name] for name in reads}
+                part = Partition(spans, resources, inputs, {s.table: stats[s.table] for s in a.stats},
+                                 shared=shared)
+                if step is None:
+                    out = a.derive(part, self.config)
+                else:
+                    assert step.rederive is not None
+                    out = step.rederive(part, self.config)
+                outs.append((a, out))
+                produced.update(out.tables)
+        finally:
+            shared.close()
+        return outs
+
+    def _write_batch(self, k: int, future: Future[list[tuple[Analyzer, Derived]]], *, replace: bool,
+                     step: StoreStats | None) -> None:
+        """Write batch ``k``'s rows once its kernels are done (committing the batch before first)."""
+        outs = future.result()
+        self._between_batches()
+        for a, out in outs:
+            self._write(a, out, batch=f"_batch_w{k % 2}", replace=replace, step=step is not None)
 
     @staticmethod
     def _own_tables(a: Analyzer) -> list[str]:
         stats = {s.table for s in a.stats}
         return [t for t in a.tables if t not in stats]
 
-    def _write(self, a: Analyzer, out: Derived, *, replace: bool, step: bool = False) -> None:
-        """Write a batch's rows (replacing the batch's old rows); a ``rederive`` step (``step``)
-        replaces only the tables it returned, and no findings."""
+    def _write(self, a: Analyzer, out: Derived, *, batch: str, replace: bool, step: bool = False) -> None:
+        """Write a batch's rows (replacing the old rows of the traces in the table ``batch``); a
+        ``rederive`` step (``step``) replaces only the tables it returned, and no findings."""
         con = self.con
         stats = {s.table for s in a.stats}
         for table in a.tables:
             if table in stats or (step and table not in out.tables):
                 continue
             if replace:
-                con.execute(f"DELETE FROM {table} WHERE trace_id IN (SELECT trace_id FROM _batch)")
+                con.execute(f"DELETE FROM {table} WHERE trace_id IN (SELECT trace_id FROM {batch})")
             data = out.tables.get(table)
             if data is None or data.num_rows == 0:
                 continue
@@ -399,7 +452,7 @@ class _Run:
         if step:
             return
         if replace:
-            con.execute("DELETE FROM finding_store WHERE analyzer = ? AND trace_id IN (SELECT trace_id FROM _batch)",
+            con.execute(f"DELETE FROM finding_store WHERE analyzer = ? AND trace_id IN (SELECT trace_id FROM {batch})",
                         [a.name])
         if out.findings.num_rows:
             con.register("_out", out.findings.select(list(FINDING_COLUMNS)))
