@@ -166,6 +166,7 @@ class _Run:
         self.stats: dict[str, pa.Table] = {}
         self.batches_done = 0
         self.span_table = "span_store" in _tables(con)  # a table (row ids), not the overlay's view
+        self.row_id_tables: set[str] | None = None  # tables of the store (derived ones exist once read)
 
     def _between_batches(self) -> None:
         """From the second batch of a run on, commit the work so far (marked ``refresh_pending``, so
@@ -386,13 +387,28 @@ class _Run:
             reads = a.reads if step is None else (*a.reads, *self._own_tables(a))
             for name in reads:
                 if name not in produced and name not in stored:
-                    stored[name] = con.sql(f"SELECT t.* FROM {name} t SEMI JOIN _batch b USING (trace_id)"
-                                           ).to_arrow_table()
+                    stored[name] = self._read_rows(name)
             for st in a.stats:
                 stats[st.table] = self._stats_table(st)
             if step is None:
                 produced.update(self._own_tables(a))
         return spans, resources, stored, stats
+
+    def _read_rows(self, name: str) -> pa.Table:
+        """The rows of the derived table ``name`` for the traces in ``_batch``: their row ids first (a
+        scan of one column), then only those rows with every column. A semi join on ``t.*`` read every
+        column of the whole table for each batch (0.15-0.4 CPU s per batch of the what-if replay
+        at 10M spans, against 0.08 by row id: the table's rows of a batch lie together, written
+        in the same order of batches)."""
+        con = self.con
+        if self.row_id_tables is None:
+            self.row_id_tables = _tables(con)
+        if name not in self.row_id_tables:
+            return con.sql(f"SELECT t.* FROM {name} t SEMI JOIN _batch b USING (trace_id)").to_arrow_table()
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _batch_rows AS "
+                    f"SELECT t.rowid AS r FROM {name} t SEMI JOIN _batch b USING (trace_id)")
+        return con.sql(f"SELECT t.* FROM {name} t WHERE t.rowid IN (SELECT r FROM _batch_rows) ORDER BY t.rowid"
+                       ).to_arrow_table()
 
     def _kernels(self, analyzers: list[Analyzer], step: StoreStats | None, spans: pa.Table, resources: pa.Table,
                  stored: dict[str, pa.Table], stats: dict[str, pa.Table]) -> list[tuple[Analyzer, Derived]]:
