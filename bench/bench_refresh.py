@@ -15,6 +15,9 @@ Usage::
 
     python bench/bench_refresh.py --spans 1000000 --work /tmp/refresh-bench --json bench/out/refresh.json
 
+``--baseline-src DIR`` (e.g. main's ``src`` from ``git archive``) runs the analysis steps with that code
+first, in the same run and on the same store, so the figures are compared at the same machine load.
+
 Inputs are generated once into ``--work`` and reused (``fixtures_gen``, Collector-framed protobuf).
 """
 
@@ -54,13 +57,19 @@ print(time.perf_counter() - t)
 """
 
 
-def step(kind: str, db: str, *inputs: str) -> dict[str, Any]:
-    """Run one step in a fresh process; wall seconds (inside) and peak RSS (``/usr/bin/time``)."""
+def step(kind: str, db: str, *inputs: str, src: str | None = None) -> dict[str, Any]:
+    """Run one step in a fresh process; wall seconds (inside) and peak RSS (``/usr/bin/time``).
+    ``src``: run another checkout's code (its ``src`` directory first on ``PYTHONPATH``)."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
+    load = os.getloadavg()[0]
     out = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", sys.executable, "-c", STEP, kind, db, *inputs],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, env=env)
     rss_kb, user, system = out.stderr.strip().splitlines()[-1].split()
     return {"step": kind, "seconds": round(float(out.stdout.strip().splitlines()[-1]), 2),
-            "cpu_seconds": round(float(user) + float(system), 2), "peak_rss_mb": round(int(rss_kb) / 1024)}
+            "cpu_seconds": round(float(user) + float(system), 2), "peak_rss_mb": round(int(rss_kb) / 1024),
+            "code": "baseline" if src is not None else "this", "load_before": round(load, 2)}
 
 
 def main() -> None:
@@ -70,6 +79,9 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/fabric-refresh-bench")
     ap.add_argument("--json", default=None)
     ap.add_argument("--no-add", action="store_true", help="only ingest and the full analysis (the 10M-span run)")
+    ap.add_argument("--baseline-src", default=None,
+                    help="the src directory of another checkout (e.g. main from git archive): its analysis steps "
+                         "run first, in the same run, on the same store")
     args = ap.parse_args()
 
     from fabric_trace.fixtures_gen import Scenario, write_otlp_proto
@@ -88,17 +100,19 @@ def main() -> None:
     base = str(work / "base.duckdb")
     if not Path(base).exists():
         results.append({**step("ingest", base, str(big)), "label": f"ingest {args.spans:,} (no analysis)"})
-    results.append({**step("analyze", base), "label": f"full analysis of {args.spans:,}"})
-    if args.no_add:
-        _report(args, results)
-        return
-    empty = str(work / "empty.duckdb")
-    for p in (empty, empty + ".wal"):
-        Path(p).unlink(missing_ok=True)
-    results.append({**step("add", empty, str(small)), "label": f"add {args.add:,} to an empty store"})
-    grown = str(work / "grown.duckdb")
-    shutil.copyfile(base, grown)
-    results.append({**step("add", grown, str(small)), "label": f"add {args.add:,} to the {args.spans:,} store"})
+    for src in ([args.baseline_src] if args.baseline_src else []) + [None]:
+        tag = " (baseline)" if src else ""
+        results.append({**step("analyze", base, src=src), "label": f"full analysis of {args.spans:,}{tag}"})
+        if args.no_add:
+            continue
+        empty = str(work / "empty.duckdb")
+        for p in (empty, empty + ".wal"):
+            Path(p).unlink(missing_ok=True)
+        results.append({**step("add", empty, str(small), src=src), "label": f"add {args.add:,} to an empty store{tag}"})
+        grown = str(work / "grown.duckdb")
+        shutil.copyfile(base, grown)
+        results.append({**step("add", grown, str(small), src=src),
+                        "label": f"add {args.add:,} to the {args.spans:,} store{tag}"})
     _report(args, results)
 
 
@@ -111,11 +125,12 @@ def _commit() -> str:
 
 
 def _report(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
-    meta = {"spans": args.spans, "commit": _commit(), "add": args.add, "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
+    meta = {"spans": args.spans, "commit": _commit(), "baseline_src": args.baseline_src, "add": args.add,
+            "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for r in results:
-        print(f"{r['label']:<40} {r['seconds']:>8.2f} s  cpu {r['cpu_seconds']:>8.2f} s  "
-              f"peak RSS {r['peak_rss_mb']:>6} MB", file=sys.stderr)
+        print(f"{r['label']:<51} {r['seconds']:>8.2f} s  cpu {r['cpu_seconds']:>8.2f} s  "
+              f"peak RSS {r['peak_rss_mb']:>6} MB  (load {r['load_before']})", file=sys.stderr)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
