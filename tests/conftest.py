@@ -21,6 +21,25 @@ def samples() -> Path:
     return SAMPLES
 
 
+#: The bundled healthy scenario (OTLP/JSON lines).
+HEALTHY = TESTS.parent / "fixtures" / "scenarios" / "healthy.jsonl"
+
+
+@pytest.fixture(scope="session")
+def healthy_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The healthy scenario ingested and analysed through the real CLI, once per test process.
+
+    Shared: open it read-only."""
+    from typer.testing import CliRunner
+
+    from fabric_trace.cli.app import app
+
+    path = str(tmp_path_factory.mktemp("healthy") / "healthy.duckdb")
+    res = CliRunner().invoke(app, ["trace", "ingest", str(HEALTHY), "--db", path])
+    assert res.exit_code == 0, res.stderr
+    return path
+
+
 @pytest.fixture()
 def db_path(tmp_path: Path) -> str:
     return str(tmp_path / "t.duckdb")

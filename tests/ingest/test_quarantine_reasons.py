@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import duckdb
+import otlp_build
 import pytest
 from typer.testing import CliRunner
 
@@ -17,11 +17,7 @@ runner = CliRunner()
 
 
 def quarantine_reasons(db: Path) -> list[str]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return [r[0] for r in con.execute("SELECT reason FROM quarantine").fetchall()]
-    finally:
-        con.close()
+    return [r["reason"] for r in otlp_build.rows(str(db), "SELECT reason FROM quarantine")]
 
 
 def test_malformed_reason_names_the_input_not_the_recursion_limit() -> None:

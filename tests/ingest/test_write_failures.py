@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import duckdb
+import otlp_build
 import pytest
 from typer.testing import CliRunner
 
@@ -29,11 +30,7 @@ FAULTS = FIXTURES / "scenarios" / "faults.jsonl"
 
 
 def quarantine_reasons(db: Path) -> list[str]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return [r[0] for r in con.execute("SELECT reason FROM quarantine").fetchall()]
-    finally:
-        con.close()
+    return [r["reason"] for r in otlp_build.rows(str(db), "SELECT reason FROM quarantine")]
 
 
 @pytest.mark.parametrize("fault", [ValueError("boom in the writer"), RecursionError("maximum recursion depth exceeded"),

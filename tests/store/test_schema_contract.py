@@ -6,14 +6,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from typer.testing import CliRunner
 
 from doc_tables import describe, doc_columns
 
-from fabric_trace.cli.app import app
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "schema.md").read_text()
-DEMO = Path(__file__).resolve().parents[2] / "fixtures" / "scenarios" / "healthy.jsonl"
 
 CONTRACT: dict[str, list[tuple[str, str]]] = {
     "spans": [
@@ -67,11 +64,8 @@ CONTRACT: dict[str, list[tuple[str, str]]] = {
 
 
 @pytest.fixture(scope="module")
-def demo_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    db = str(tmp_path_factory.mktemp("contract") / "c.duckdb")
-    res = CliRunner().invoke(app, ["trace", "ingest", str(DEMO), "--db", db])
-    assert res.exit_code == 0, res.stderr
-    return db
+def demo_db(healthy_store: str) -> str:
+    return healthy_store
 
 
 @pytest.mark.parametrize("view", sorted(CONTRACT))

@@ -16,7 +16,6 @@ from fabric_trace.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[3]
 DOC = (ROOT / "docs" / "llm.md").read_text()
-DEMO = ROOT / "fixtures" / "scenarios" / "healthy.jsonl"
 
 CONTRACT: dict[str, list[tuple[str, str]]] = {
     "llm_calls": [
@@ -44,11 +43,8 @@ CONTRACT: dict[str, list[tuple[str, str]]] = {
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = str(tmp_path_factory.mktemp("llmdoc") / "d.duckdb")
-    res = CliRunner().invoke(app, ["trace", "ingest", str(DEMO), "--db", path])
-    assert res.exit_code == 0, res.stderr
-    return path
+def db(healthy_store: str) -> str:
+    return healthy_store
 
 
 @pytest.mark.parametrize("view", sorted(CONTRACT))
