@@ -199,6 +199,16 @@ class Analyzer:
         res = resources.files(self.sql_from).joinpath("sql", name)
         return res.read_text(encoding="utf-8") if res.is_file() else ""
 
+    def row_tables(self) -> list[str]:
+        """Its derived tables of per-trace rows (``tables`` without the statistics' tables)."""
+        stats = {s.table for s in self.stats}
+        return [t for t in self.tables if t not in stats]
+
+    def step_reads(self, step: StoreStats | None) -> tuple[str, ...]:
+        """The tables a kernel of this analyzer is given as inputs: ``reads``, and for a statistic's
+        ``rederive`` step also its own derived rows of the same traces."""
+        return self.reads if step is None else (*self.reads, *self.row_tables())
+
 
 def sql_kernel(analyzer: Analyzer, part: Partition, config: Any,
                body: Callable[[duckdb.DuckDBPyConnection, Any], None],
@@ -239,6 +249,35 @@ def sql_kernel(analyzer: Analyzer, part: Partition, config: Any,
             con.close()
 
 
+def run_kernels(analyzers: list[Analyzer], step: StoreStats | None, spans: pa.Table, resources: pa.Table,
+                stored: dict[str, pa.Table], stats: dict[str, pa.Table], config: Any
+                ) -> list[tuple[Analyzer, Derived]]:
+    """Every kernel of one batch, in order, sharing one :class:`KernelDatabase` (no store: what
+    every engine runs on an executor or a worker thread).
+
+    Each analyzer's ``derive`` (or, with ``step``, that statistic's ``rederive``) gets as inputs the
+    tables of
+    :meth:`Analyzer.step_reads`: an earlier analyzer's rows of this batch, else ``stored``; and
+    its statistics from ``stats`` (by table)."""
+    produced: dict[str, pa.Table] = {}
+    outs: list[tuple[Analyzer, Derived]] = []
+    shared = KernelDatabase()
+    try:
+        for a in analyzers:
+            inputs = {name: produced[name] if name in produced else stored[name] for name in a.step_reads(step)}
+            part = Partition(spans, resources, inputs, {s.table: stats[s.table] for s in a.stats}, shared=shared)
+            if step is None:
+                out = a.derive(part, config)
+            else:
+                assert step.rederive is not None, "a step is a statistic's rederive"
+                out = step.rederive(part, config)
+            outs.append((a, out))
+            produced.update(out.tables)
+    finally:
+        shared.close()
+    return outs
+
+
 def _kernel_database(part: Partition) -> duckdb.DuckDBPyConnection:
     """A private in-memory database with ``part``'s spans and resources and an empty ``finding_store``."""
     con = duckdb.connect(config={"memory_limit": KERNEL_MEMORY_LIMIT})
@@ -270,7 +309,7 @@ def _store_schema() -> str:
 KERNEL_MEMORY_LIMIT = "512MB"
 
 #: The table every analyzer's findings go to (view ``findings``).
-FINDINGS_DDL = f"""
+FINDINGS_DDL = """
 CREATE TABLE IF NOT EXISTS finding_store (
     analyzer  VARCHAR NOT NULL,
     kind      VARCHAR NOT NULL,
@@ -295,4 +334,4 @@ def write_findings(con: duckdb.DuckDBPyConnection, analyzer: str, select_sql: st
 
 
 __all__ = ["Analyzer", "Derived", "FINDINGS_DDL", "GateMetric", "KernelDatabase", "Partition", "ReportSpec", "Scope", "StoreStats",
-           "sql_kernel", "write_findings"]
+           "run_kernels", "sql_kernel", "write_findings"]

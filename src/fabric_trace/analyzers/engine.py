@@ -49,7 +49,7 @@ import pyarrow as pa
 
 from fabric_trace import interrupts
 from fabric_trace.analyzers import registry
-from fabric_trace.analyzers.contract import FINDINGS_DDL, Analyzer, Derived, KernelDatabase, Partition, StoreStats
+from fabric_trace.analyzers.contract import FINDINGS_DDL, Analyzer, Derived, StoreStats, run_kernels
 from fabric_trace.errors import write_failure
 from fabric_trace.model import FINDING_COLUMNS
 
@@ -166,6 +166,7 @@ class _Run:
         self.stats: dict[str, pa.Table] = {}
         self.batches_done = 0
         self.span_table = "span_store" in _tables(con)  # a table (row ids), not the overlay's view
+        self.no_resources: pa.Table | None = None  # an empty resources table (rederive steps)
         self.row_id_tables: set[str] | None = None  # tables of the store (derived ones exist once read)
 
     def _between_batches(self) -> None:
@@ -358,19 +359,7 @@ class _Run:
         """The store's rows the kernels of the batch in ``_batch`` need: spans, resources, the tables
         they read that no earlier analyzer of ``analyzers`` produces, and the statistics."""
         con = self.con
-        columns = "s.*" if step is None or step.span_columns is None else ", ".join(
-            f"s.{c}" for c in step.span_columns)
-        # the batch's rows first (a scan of one column), then only those rows with every column:
-        # a semi join on ``s.*`` would read every column of the whole store for each batch
-        # (a view over a read-only store, store.open_overlay, has no row ids: the semi join then)
-        if self.span_table:
-            con.execute("CREATE OR REPLACE TEMP TABLE _batch_rows AS "
-                        "SELECT s.rowid AS r FROM span_store s SEMI JOIN _batch b USING (trace_id)")
-            spans = con.sql(f"SELECT {columns} FROM span_store s WHERE s.rowid IN (SELECT r FROM _batch_rows) "
-                            "ORDER BY s.rowid").to_arrow_table()
-        else:
-            spans = con.sql(f"SELECT {columns} FROM span_store s SEMI JOIN _batch b USING (trace_id)"
-                            ).to_arrow_table()
+        spans = self._read_rows("span_store", self.span_table, None if step is None else step.span_columns)
         if step is None or "resource_id" in spans.column_names:
             con.register("_part_spans", spans)
             try:
@@ -378,60 +367,50 @@ class _Run:
                                     "(SELECT DISTINCT resource_id FROM _part_spans)").to_arrow_table()
             finally:
                 con.unregister("_part_spans")
-        else:
-            resources = con.sql("SELECT r.* FROM resources r LIMIT 0").to_arrow_table()
+        else:  # a step that reads no resource ids: the resources table's shape, read once per run
+            if self.no_resources is None:
+                self.no_resources = con.sql("SELECT r.* FROM resources r LIMIT 0").to_arrow_table()
+            resources = self.no_resources
         stored: dict[str, pa.Table] = {}
         stats: dict[str, pa.Table] = {}
         produced: set[str] = set()
         for a in analyzers:
-            reads = a.reads if step is None else (*a.reads, *self._own_tables(a))
-            for name in reads:
+            for name in a.step_reads(step):
                 if name not in produced and name not in stored:
                     stored[name] = self._read_rows(name)
             for st in a.stats:
                 stats[st.table] = self._stats_table(st)
             if step is None:
-                produced.update(self._own_tables(a))
+                produced.update(a.row_tables())
         return spans, resources, stored, stats
 
-    def _read_rows(self, name: str) -> pa.Table:
-        """The rows of the derived table ``name`` for the traces in ``_batch``: their row ids first (a
-        scan of one column), then only those rows with every column. A semi join on ``t.*`` read every
-        column of the whole table for each batch (0.15-0.4 CPU s per batch of the what-if replay
-        at 10M spans, against 0.08 by row id: the table's rows of a batch lie together, written
-        in the same order of batches)."""
+    def _read_rows(self, name: str, by_rowid: bool | None = None, columns: tuple[str, ...] | None = None
+                   ) -> pa.Table:
+        """The rows of table ``name`` (``columns`` of them; ``None``: all) for the traces in ``_batch``.
+
+        When the table has row ids (``by_rowid``; ``None``: look it up), their row ids first (a scan
+        of one column), then only those rows: a semi join on ``t.*`` read every column of the whole
+        table for each batch (the span store; and 0.15-0.4 CPU s per batch of the what-if replay's
+        reads of derived rows at 10M spans, against 0.08 by row id: a batch's rows lie together,
+        written in the same order of batches). A view over a read-only store (``store.open_overlay``)
+        has no row ids: the semi join then."""
         con = self.con
-        if self.row_id_tables is None:
-            self.row_id_tables = _tables(con)
-        if name not in self.row_id_tables:
-            return con.sql(f"SELECT t.* FROM {name} t SEMI JOIN _batch b USING (trace_id)").to_arrow_table()
+        if by_rowid is None:
+            if self.row_id_tables is None:
+                self.row_id_tables = _tables(con)  # (derived tables exist once a batch reads them)
+            by_rowid = name in self.row_id_tables
+        cols = "t.*" if columns is None else ", ".join(f"t.{c}" for c in columns)
+        if not by_rowid:
+            return con.sql(f"SELECT {cols} FROM {name} t SEMI JOIN _batch b USING (trace_id)").to_arrow_table()
         con.execute(f"CREATE OR REPLACE TEMP TABLE _batch_rows AS "
                     f"SELECT t.rowid AS r FROM {name} t SEMI JOIN _batch b USING (trace_id)")
-        return con.sql(f"SELECT t.* FROM {name} t WHERE t.rowid IN (SELECT r FROM _batch_rows) ORDER BY t.rowid"
+        return con.sql(f"SELECT {cols} FROM {name} t WHERE t.rowid IN (SELECT r FROM _batch_rows) ORDER BY t.rowid"
                        ).to_arrow_table()
 
     def _kernels(self, analyzers: list[Analyzer], step: StoreStats | None, spans: pa.Table, resources: pa.Table,
                  stored: dict[str, pa.Table], stats: dict[str, pa.Table]) -> list[tuple[Analyzer, Derived]]:
         """Every analyzer's kernel over one batch (no store: runs in the worker thread)."""
-        produced: dict[str, pa.Table] = {}
-        outs: list[tuple[Analyzer, Derived]] = []
-        shared = KernelDatabase()
-        try:
-            for a in analyzers:
-                reads = a.reads if step is None else (*a.reads, *self._own_tables(a))
-                inputs = {name: produced[name] if name in produced else stored[name] for name in reads}
-                part = Partition(spans, resources, inputs, {s.table: stats[s.table] for s in a.stats},
-                                 shared=shared)
-                if step is None:
-                    out = a.derive(part, self.config)
-                else:
-                    assert step.rederive is not None
-                    out = step.rederive(part, self.config)
-                outs.append((a, out))
-                produced.update(out.tables)
-        finally:
-            shared.close()
-        return outs
+        return run_kernels(analyzers, step, spans, resources, stored, stats, self.config)
 
     def _write_batch(self, k: int, future: Future[list[tuple[Analyzer, Derived]]], *, replace: bool,
                      step: StoreStats | None) -> None:
@@ -441,18 +420,12 @@ class _Run:
         for a, out in outs:
             self._write(a, out, batch=f"_batch_w{k % 2}", replace=replace, step=step is not None)
 
-    @staticmethod
-    def _own_tables(a: Analyzer) -> list[str]:
-        stats = {s.table for s in a.stats}
-        return [t for t in a.tables if t not in stats]
-
     def _write(self, a: Analyzer, out: Derived, *, batch: str, replace: bool, step: bool = False) -> None:
         """Write a batch's rows (replacing the old rows of the traces in the table ``batch``); a
         ``rederive`` step (``step``) replaces only the tables it returned, and no findings."""
         con = self.con
-        stats = {s.table for s in a.stats}
-        for table in a.tables:
-            if table in stats or (step and table not in out.tables):
+        for table in a.row_tables():
+            if step and table not in out.tables:
                 continue
             if replace:
                 con.execute(f"DELETE FROM {table} WHERE trace_id IN (SELECT trace_id FROM {batch})")

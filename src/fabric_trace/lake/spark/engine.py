@@ -208,7 +208,7 @@ class _Run:
             return
         con = self.con
         for a in self.analyzers:
-            for table in self._own_tables(a):
+            for table in a.row_tables():
                 self._view(table, self.staging / table)
         self._view("finding_store", self.staging / "findings")
         whole: dict[int, set[str]] = {}
@@ -256,13 +256,13 @@ class _Run:
             columns = list(st.span_columns) if st is not None and st.span_columns is not None \
                 else lake_schema("spans").names
             span_schema = pa.schema([lake_schema("spans").field(c) for c in columns])
-            reads = (*a.reads, *self._own_tables(a)) if st is not None else a.reads
+            reads = a.step_reads(st)
             inputs = {SPANS: span_schema, **{name: self.schemas[name] for name in reads}}
             sources = {SPANS: step_spans.select(*columns, GROUP)}
             for name in reads:
                 sources[name] = spark.read.parquet(str(self.staging / name)).join(F.broadcast(members), "trace_id")
             wide_in = _union_wide(sources, inputs).repartition(GROUP).sortWithinPartitions(GROUP)
-            outputs = {t: self.schemas[t] for t in self._own_tables(a)}
+            outputs = {t: self.schemas[t] for t in a.row_tables()}
             if st is None:
                 outputs["findings"] = self.schemas["findings"]
             wide = self._map(wide_in, lambda shared: StepKernel(a, st, self.config, inputs, outputs, shared),
@@ -302,11 +302,6 @@ class _Run:
         finally:
             members.unpersist()
             shutil.rmtree(self.staging / "_next", ignore_errors=True)
-
-    @staticmethod
-    def _own_tables(a: Analyzer) -> list[str]:
-        stats = {s.table for s in a.stats}
-        return [t for t in a.tables if t not in stats]
 
     # -- statistics -----------------------------------------------------------------------------
 
@@ -443,9 +438,9 @@ def _union_wide(sources: dict[str, Any], schemas: dict[str, pa.Schema]) -> Any:
     for name, df in sources.items():
         cols = [F.lit(name).alias(TABLE_COLUMN), F.col(GROUP)]
         for other, schema in types.items():
-            for field in schema.fields:
-                value = F.col(field.name) if other == name else F.lit(None)
-                cols.append(value.cast(field.dataType).alias(wide_name(other, field.name)))
+            for f in schema.fields:
+                value = F.col(f.name) if other == name else F.lit(None)
+                cols.append(value.cast(f.dataType).alias(wide_name(other, f.name)))
         part = df.select(*cols)
         out = part if out is None else out.unionByName(part)
     return out

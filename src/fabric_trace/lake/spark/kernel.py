@@ -32,7 +32,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fabric_trace.analyzers.contract import Analyzer, Derived, KernelDatabase, Partition, StoreStats
+from fabric_trace.analyzers.contract import Analyzer, StoreStats, run_kernels
 from fabric_trace.lake.layout import STORE_ONLY, store_schema
 
 #: Name of the column that says which derived table a wide row belongs to.
@@ -73,24 +73,14 @@ class GroupKernel:
         ids = pc.unique(spans.column("resource_id"))
         res = shared["resources"]
         res = res.filter(pc.is_in(res.column("resource_id"), value_set=ids))
-        produced: dict[str, pa.Table] = {}
         pieces: list[pa.Table] = []
         schema = wide_schema(self.outputs)
-        database = KernelDatabase()  # the batch's one private database, as in the DuckDB engine
-        try:
-            for a in self.analyzers:
-                inputs = {name: produced[name] for name in a.reads}
-                part = Partition(spans, res, inputs, {s.table: shared["stats"][s.table] for s in a.stats},
-                                 shared=database)
-                out = a.derive(part, self.config)
-                produced.update(out.tables)
-                for table, data in out.tables.items():
-                    if table in self.outputs:
-                        pieces.append(_widen(table, data, self.outputs[table], schema))
-                if "findings" in self.outputs:
-                    pieces.append(_widen("findings", out.findings, self.outputs["findings"], schema))
-        finally:
-            database.close()
+        for _, out in run_kernels(self.analyzers, None, spans, res, {}, shared["stats"], self.config):
+            for table, data in out.tables.items():
+                if table in self.outputs:
+                    pieces.append(_widen(table, data, self.outputs[table], schema))
+            if "findings" in self.outputs:
+                pieces.append(_widen("findings", out.findings, self.outputs["findings"], schema))
         if not pieces:
             return schema.empty_table()
         return pa.concat_tables(pieces)
@@ -125,15 +115,7 @@ class StepKernel:
             res = res.filter(pc.is_in(res.column("resource_id"), value_set=pc.unique(spans.column("resource_id"))))
         else:
             res = res.slice(0, 0)
-        a = self.analyzer
-        database = KernelDatabase()
-        try:
-            part = Partition(spans, res, parts, {s.table: shared["stats"][s.table] for s in a.stats},
-                             shared=database)
-            out: Derived = a.derive(part, self.config) if self.step is None else \
-                self.step.rederive(part, self.config)  # type: ignore[misc]
-        finally:
-            database.close()
+        ((_, out),) = run_kernels([self.analyzer], self.step, spans, res, parts, shared["stats"], self.config)
         schema = wide_schema(self.outputs)
         pieces = []
         for table, data in out.tables.items():
