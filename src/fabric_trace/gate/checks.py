@@ -391,9 +391,10 @@ def _structure(settings: GateSettings, diff: StructuralDiff, base: SideMetrics, 
         if category == "trust_crossing_added" and not {"trust"} <= (base.capabilities & cand.capabilities):
             notes.append("structure check trust_crossing_added skipped: the trust analyzer's tables are missing")
             continue
-        items = diff.by_category(category, min_traces=st.min_traces)
-        if category == "host_added":
+        if category == "host_added":  # every external host the baseline never reaches (opt-in)
             items = new_dependencies(diff, "egress", st.min_traces, any_kind=True)
+        else:
+            items = diff.by_category(category, min_traces=st.min_traces)
         if category == "finding_kind_added":
             floor = SEVERITIES.index(st.finding_min_severity)
             items = [i for i in items if i.severity is not None and SEVERITIES.index(i.severity) >= floor]
